@@ -1,0 +1,46 @@
+"""mdgeom: the geometry of synaptic plasticity, with mirror descent in JAX.
+
+Potentials (synaptic geometries), mirror descent for optax, and the analysis that infers the
+geometry from weights before and after learning (Pogodin et al., ICLR 2024).
+"""
+
+from mdgeom import analysis
+from mdgeom import potentials
+from mdgeom.analysis import (
+    change_magnitude,
+    delta_cdf,
+    dual_change,
+    exclude_paths,
+    normality_tests,
+    rank_potentials,
+)
+from mdgeom.optim import MirrorDescentState, mirror_descent
+from mdgeom.potentials import (
+    Potential,
+    SignFlipError,
+    hypentropy,
+    negative_entropy,
+    pnorm,
+    potential,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "MirrorDescentState",
+    "Potential",
+    "SignFlipError",
+    "analysis",
+    "change_magnitude",
+    "delta_cdf",
+    "dual_change",
+    "exclude_paths",
+    "hypentropy",
+    "mirror_descent",
+    "negative_entropy",
+    "normality_tests",
+    "pnorm",
+    "potential",
+    "potentials",
+    "rank_potentials",
+]

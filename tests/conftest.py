@@ -1,0 +1,29 @@
+"""Shared test settings: hypothesis profiles, a float64 switch, no GPU, no network."""
+
+import os
+
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
+
+import jax
+import pytest
+from hypothesis import HealthCheck, settings
+
+settings.register_profile(
+    "default", max_examples=40, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
+settings.register_profile("thorough", max_examples=500, deadline=None)
+settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
+
+
+@pytest.fixture(params=["float32", "float64"])
+def dtype(request):
+  """Runs a test in float32 and, with 64-bit JAX enabled, in float64."""
+  if request.param == "float64":
+    with jax.enable_x64(True):
+      yield request.param
+  else:
+    yield request.param
+
+
+def pytest_configure(config):
+  config.addinivalue_line("markers", "slow: long-running; not part of the default run")
