@@ -75,8 +75,8 @@ def mirror_descent(
 
   def update_fn(updates, state, params=None):
     if params is None:
-      raise ValueError(optax.NO_PARAMS_MSG + " mirror_descent needs params: the mirror step "
-                       "depends on the current weights.")
+      raise ValueError("mirror_descent needs params in update(grads, state, params): the mirror "
+                       "step depends on the current weights.")
     lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
     grads = jax.tree.map(lambda g: g.astype(_compute_dtype(g.dtype)), updates)
     if use_momentum:

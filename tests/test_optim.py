@@ -1,0 +1,212 @@
+"""mirror_descent: equals optax.sgd for the 2-norm, EG for negative entropy, Eq. 6 for any potential."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+import mdgeom
+from mdgeom import potentials as P
+
+
+def loss(params, x, y):
+  pred = x @ params["w"] + params["b"]
+  return 0.5 * jnp.mean((pred - y) ** 2)
+
+
+def problem(seed=0, d=12, n=6, dtype=jnp.float32):
+  rng = np.random.default_rng(seed)
+  x = jnp.asarray(rng.standard_normal((n, d)), dtype)
+  y = jnp.asarray(rng.standard_normal(n), dtype)
+  params = {"w": jnp.asarray(rng.uniform(0.2, 1.0, d) * rng.choice([-1, 1], d), dtype),
+            "b": jnp.asarray(rng.uniform(0.2, 1.0, 1), dtype)}
+  return params, x, y
+
+
+def run(tx, params, x, y, steps):
+  state = tx.init(params)
+  traj = [params]
+  for _ in range(steps):
+    g = jax.grad(loss)(params, x, y)
+    updates, state = tx.update(g, state, params)
+    params = optax.apply_updates(params, updates)
+    traj.append(params)
+  return traj
+
+
+@pytest.mark.parametrize("momentum,nesterov", [(0.0, False), (0.9, False), (0.9, True)])
+@pytest.mark.parametrize("schedule", [False, True])
+def test_two_norm_reproduces_optax_sgd(momentum, nesterov, schedule):
+  params, x, y = problem()
+  lr = optax.cosine_decay_schedule(0.05, 30) if schedule else 0.05
+  ours = run(mdgeom.mirror_descent(P.pnorm(2), lr, momentum, nesterov), params, x, y, 30)
+  ref = run(optax.sgd(lr, momentum, nesterov), params, x, y, 30)
+  for a, b in zip(ours, ref):
+    jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-6, atol=1e-7), a, b)
+
+
+@given(st.floats(0.0, 0.95), st.floats(1e-4, 0.3), st.integers(0, 10_000))
+def test_two_norm_reproduces_optax_sgd_property(momentum, lr, seed):
+  params, x, y = problem(seed)
+  ours = run(mdgeom.mirror_descent("2-norm", lr, momentum), params, x, y, 5)
+  ref = run(optax.sgd(lr, momentum), params, x, y, 5)
+  jax.tree.map(lambda u, v: np.testing.assert_allclose(u, v, rtol=2e-6, atol=1e-7), ours[-1],
+               ref[-1])
+
+
+def test_negative_entropy_is_exponentiated_gradient_with_momentum():
+  params, x, y = problem()
+  lr, mu = 0.1, 0.9
+  ours = run(mdgeom.mirror_descent(P.negative_entropy(), lr, mu), params, x, y, 20)
+  # Eq. 7 computed directly in numpy, with a torch.optim.SGD-style buffer
+  w = jax.tree.map(np.asarray, params)
+  buf = None
+  for t in range(20):
+    g = jax.tree.map(np.asarray, jax.grad(loss)(jax.tree.map(jnp.asarray, w), x, y))
+    buf = g if buf is None else jax.tree.map(lambda m, gg: mu * m + gg, buf, g)
+    w = jax.tree.map(lambda ww, m: ww * np.exp(-lr * np.sign(ww) * m), w, buf)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=2e-6), ours[t + 1], w)
+
+
+@pytest.mark.parametrize("pot", [P.pnorm(3.0), P.pnorm(1.5), P.hypentropy(0.3),
+                                 P.potential(lambda w: w**4 / 4 + w**2 / 2, name="quartic"),
+                                 P.potential(lambda w: jnp.abs(w) * jnp.log(jnp.abs(w)),
+                                             sign_preserving=True, name="user_ne")],
+                         ids=lambda p: p.name)
+def test_one_step_equals_direct_formula(pot):
+  """w1 = (grad phi)^{-1}(grad phi(w0) - lr * buffer) with the buffer after two gradients."""
+  params, x, y = problem(3)
+  lr, mu = 0.05, 0.9
+  tx = mdgeom.mirror_descent(pot, lr, mu)
+  state = tx.init(params)
+  g0 = jax.grad(loss)(params, x, y)
+  _, state = tx.update(g0, state, params)  # fills the buffer, params not moved on purpose
+  g1 = jax.grad(loss)(params, x, y)
+  updates, _ = tx.update(g1, state, params)
+  new = optax.apply_updates(params, updates)
+  for k in params:
+    buf = mu * g0[k] + g1[k]
+    expected = pot.inverse_mirror_map(pot.mirror_map(params[k]) - lr * buf, sign=jnp.sign(params[k]))
+    np.testing.assert_allclose(new[k], expected, rtol=2e-6)
+
+
+def test_composes_with_chain_masked_partition_and_inject_hyperparams():
+  params, x, y = problem(4)
+  g = jax.grad(loss)(params, x, y)
+  ne = P.negative_entropy()
+
+  chained = optax.chain(optax.clip_by_global_norm(0.5), mdgeom.mirror_descent(ne, 0.1))
+  u, _ = chained.update(g, chained.init(params), params)
+  clipped = optax.clip_by_global_norm(0.5).update(g, optax.clip_by_global_norm(0.5).init(params))[0]
+  np.testing.assert_allclose(params["w"] + u["w"],
+                             params["w"] * jnp.exp(-0.1 * jnp.sign(params["w"]) * clipped["w"]),
+                             rtol=1e-6)
+
+  # negative entropy on weights, plain SGD on the bias (the paper's exclusions)
+  labels = {"w": "md", "b": "sgd"}
+  part = optax.partition({"md": mdgeom.mirror_descent(ne, 0.1, 0.9), "sgd": optax.sgd(0.1, 0.9)},
+                         labels)
+  u, _ = part.update(g, part.init(params), params)
+  np.testing.assert_allclose(u["b"], -0.1 * g["b"], rtol=1e-6)
+  np.testing.assert_allclose(params["w"] + u["w"],
+                             params["w"] * jnp.exp(-0.1 * jnp.sign(params["w"]) * g["w"]), rtol=1e-6)
+
+  masked = optax.chain(optax.masked(mdgeom.mirror_descent(ne, 0.1), {"w": True, "b": False}),
+                       optax.masked(optax.sgd(0.2), {"w": False, "b": True}))
+  u, _ = masked.update(g, masked.init(params), params)
+  np.testing.assert_allclose(u["b"], -0.2 * g["b"], rtol=1e-6)
+
+  injected = optax.inject_hyperparams(mdgeom.mirror_descent)(potential=ne, learning_rate=0.1,
+                                                              momentum=0.9)
+  state = injected.init(params)
+  state.hyperparams["learning_rate"] = jnp.asarray(0.01)
+  u, state = injected.update(g, state, params)
+  np.testing.assert_allclose(params["w"] + u["w"],
+                             params["w"] * jnp.exp(-0.01 * jnp.sign(params["w"]) * g["w"]), rtol=1e-6)
+
+
+def test_jit_and_bfloat16_parameters():
+  params, x, y = problem(5)
+  tx = mdgeom.mirror_descent(P.pnorm(3.0), 0.1, 0.9)
+  p16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), params)
+  state = tx.init(p16)
+  assert state.momentum["w"].dtype == jnp.float32  # buffer kept in float32
+  g = jax.grad(loss)(params, x, y)
+  g16 = jax.tree.map(lambda a: a.astype(jnp.bfloat16), g)
+
+  @jax.jit
+  def step(p, s, g):
+    u, s = tx.update(g, s, p)
+    return optax.apply_updates(p, u), s
+
+  new16, _ = step(p16, state, g16)
+  assert new16["w"].dtype == jnp.bfloat16
+  assert np.all(np.isfinite(np.asarray(new16["w"], np.float32)))
+  pot = P.pnorm(3.0)
+  w32 = p16["w"].astype(jnp.float32)
+  expected = pot.inverse_mirror_map(pot.mirror_map(w32) - 0.1 * g16["w"].astype(jnp.float32))
+  np.testing.assert_allclose(np.asarray(new16["w"], np.float32), expected, rtol=1e-2)
+
+
+def test_bfloat16_negative_entropy_small_weights_no_nan():
+  # |w| log|w| at bf16-representable tiny weights, computed in float32: finite and sign-keeping
+  w = jnp.asarray([1e-30, -1e-20, 3e-5, -2.0], jnp.bfloat16)
+  tx = mdgeom.mirror_descent(P.negative_entropy(), 1.0)
+  u, _ = tx.update(jnp.ones_like(w) * 5.0, tx.init(w), w)
+  new = optax.apply_updates(w, u)
+  assert np.all(np.isfinite(np.asarray(new, np.float32)))
+  np.testing.assert_array_equal(np.sign(np.asarray(new, np.float32)), np.sign(np.asarray(w, np.float32)))
+
+
+def test_negative_entropy_never_changes_sign():
+  params, x, y = problem(6)
+  traj = run(mdgeom.mirror_descent(P.negative_entropy(), 0.5, 0.9), params, x, y, 100)
+  moved = np.abs(np.asarray(traj[-1]["w"]) / np.asarray(params["w"]) - 1)
+  assert moved.max() > 0.5  # the weights did move a lot
+  for p in traj:
+    np.testing.assert_array_equal(np.sign(p["w"]), np.sign(params["w"]))
+
+
+def test_converges_to_minimum_norm_interpolant_for_two_norm():
+  """Eq. 8 with the 2-norm: GD from w0 on an underdetermined least-squares problem converges to
+  w0 + X^+ (y - X w0) (independent closed form)."""
+  rng = np.random.default_rng(7)
+  d, n = 30, 8
+  x = rng.standard_normal((n, d)) / np.sqrt(d)
+  y = rng.standard_normal(n)
+  w0 = rng.standard_normal(d) / np.sqrt(d)
+  expected = w0 + np.linalg.pinv(x) @ (y - x @ w0)
+  with jax.enable_x64(True):
+    tx = mdgeom.mirror_descent("2-norm", 0.5, 0.9)
+    w = jnp.asarray(w0)
+    state = tx.init(w)
+    f = lambda w: 0.5 * jnp.sum((jnp.asarray(x) @ w - jnp.asarray(y)) ** 2)
+
+    @jax.jit
+    def step(w, state):
+      u, state = tx.update(jax.grad(f)(w), state, w)
+      return w + u, state
+
+    for _ in range(3000):
+      w, state = step(w, state)
+  np.testing.assert_allclose(w, expected, atol=1e-8)
+
+
+def test_errors():
+  params = {"w": jnp.array([1.0, 0.0, -2.0])}
+  with pytest.raises(P.SignFlipError, match=r"\['w'\].*exact zeros"):
+    mdgeom.mirror_descent("negative_entropy", 0.1).init(params)
+  with pytest.raises(ValueError, match="NaN"):
+    mdgeom.mirror_descent("2-norm", 0.1).init({"w": jnp.array([1.0, jnp.nan])})
+  tx = mdgeom.mirror_descent("2-norm", 0.1)
+  with pytest.raises(ValueError, match="params"):
+    tx.update({"w": jnp.ones(3)}, tx.init({"w": jnp.ones(3)}))
+  with pytest.raises(ValueError, match="unknown potential"):
+    mdgeom.mirror_descent("banana", 0.1)
+  with pytest.raises(ValueError, match="nesterov"):
+    mdgeom.mirror_descent("2-norm", 0.1, momentum=0.0, nesterov=True)
+  with pytest.raises(ValueError, match="momentum"):
+    mdgeom.mirror_descent("2-norm", 0.1, momentum=1.5)
