@@ -263,12 +263,32 @@ def _check_signs(pot: potentials_lib.Potential, w0, w) -> None:
         n_flips=flips, n_zero=zero)
 
 
-@functools.partial(jax.jit, static_argnums=0)
-def _dual_change_kernel(pot, w0, w):
-  d = pot.mirror_map(w) - pot.mirror_map(w0)
-  # Unchanged weights have zero dual change under every potential, even where grad psi is
-  # undefined (an unchanged zero under negative entropy).
+def dual_change_raw(potential: potentials_lib.Potential, w0, w) -> jax.Array:
+  """grad psi(w) - grad psi(w0) without checks: pure, jit/vmap-able, for arrays of any shape.
+
+  Unchanged weights give exactly 0, even where grad psi is undefined (an unchanged zero under
+  negative entropy). Sign flips under a sign-preserving potential give the signed change.
+  """
+  d = potential.mirror_map(w) - potential.mirror_map(w0)
   return jnp.where(w == w0, jnp.zeros_like(d), d)
+
+
+def change_magnitude_raw(potential: potentials_lib.Potential, w0, w, axis=-1) -> jax.Array:
+  """||grad psi(w) - grad psi(w0)|| / ||grad psi(w0)|| along `axis`, without checks (jit/vmap-able).
+
+  Entries without a dual coordinate (non-finite, e.g. zeros under negative entropy) are left out
+  of both norms.
+  """
+  d = dual_change_raw(potential, w0, w)
+  y0 = potential.mirror_map(w0)
+  ok = jnp.isfinite(d) & jnp.isfinite(y0)
+  num = jnp.sum(jnp.where(ok, d, 0.0) ** 2, axis=axis)
+  den = jnp.sum(jnp.where(ok, y0, 0.0) ** 2, axis=axis)
+  return jnp.sqrt(num / den)
+
+
+_dual_change_kernel = jax.jit(dual_change_raw, static_argnums=0)
+_change_magnitude_kernel = jax.jit(change_magnitude_raw, static_argnums=(0, 3))
 
 
 def dual_change(potential: PotentialLike, w0, w, *, allow_sign_flips: bool = False) -> jax.Array:
@@ -292,13 +312,10 @@ def change_magnitude(potential: PotentialLike, w0, w, *, allow_sign_flips: bool 
   norms.
   """
   pot = potentials_lib.get(potential)
-  d = dual_change(pot, w0, w, allow_sign_flips=allow_sign_flips)
-  w0, _ = _as_pair(w0, w)
-  y0 = pot.mirror_map(w0)
-  ok = jnp.isfinite(d) & jnp.isfinite(y0)
-  num = jnp.sqrt(jnp.sum(jnp.where(ok, d, 0.0) ** 2))
-  den = jnp.sqrt(jnp.sum(jnp.where(ok, y0, 0.0) ** 2))
-  return float(num / den)
+  w0, w = _as_pair(w0, w)
+  if pot.sign_preserving and not allow_sign_flips and _checks.is_concrete(w):
+    _check_signs(pot, w0, w)
+  return float(_change_magnitude_kernel(pot, jnp.ravel(w0), jnp.ravel(w), -1))
 
 
 # ----------------------------------------------------------------------------------------------
@@ -391,7 +408,7 @@ def _select_leaves(w0, w, where):
 def _candidate_kernel(pot, w0, w, keep, return_change):
   changed = w != w0
   y0 = pot.mirror_map(w0)
-  d = jnp.where(changed, pot.mirror_map(w) - y0, 0.0)
+  d = dual_change_raw(pot, w0, w)
   valid = keep & jnp.isfinite(d)
   below, n, s = _scaled_grid_counts(d, valid)
   num = jnp.sum(jnp.where(valid, d, 0.0) ** 2)

@@ -25,5 +25,3 @@ def dtype(request):
     yield request.param
 
 
-def pytest_configure(config):
-  config.addinivalue_line("markers", "slow: long-running; not part of the default run")

@@ -1,0 +1,172 @@
+"""Robustness to the hypothesised potential (paper section 4.2, Fig. 3B).
+
+For each initialisation (Gaussian N(0, 1/D) or signed log-normal) and true potential phi, draw
+w0 and set grad phi(w) = grad phi(w0) + c f'(1/sqrt(D)) xi with xi ~ N(0, 1); then measure the
+Delta-CDF and change magnitude of the dual change under every hypothesised potential psi.
+Vectorised over seeds (vmap) and over the hypothesised p-norms (vmap over p).
+
+    python -m experiments.robustness --config=configs/robustness.py --workdir=runs/robustness
+
+Writes workdir/results.json:
+    {"config": {...}, "true_potentials": [...], "hypothesized_potentials": [...],
+     "<init>": {"delta_cdf_mean": [[...]], "delta_cdf_std": [[...]], "magnitude_mean": [[...]],
+                "delta_cdf": [[[per seed]]], "magnitude": [[[per seed]]],
+                "sign_flip_fraction": [[per seed]]}}
+arrays indexed [true][hypothesised](seed); std over seeds with ddof=1. Each (init, true potential)
+cell is stored as it finishes and skipped on rerun.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from absl import app, flags, logging
+from ml_collections import config_flags
+from tqdm import tqdm
+
+from mdgeom import analysis, potentials, results, synthetic
+
+_CONFIG = config_flags.DEFINE_config_file("config", "configs/robustness.py", "Experiment config.")
+_WORKDIR = flags.DEFINE_string("workdir", "runs/robustness", "Where results are written.")
+
+
+def _split_pnorms(names):
+  """Indices and p values of the hypothesised p-norms (batched by vmap over p), and the rest."""
+  pn_idx, ps, other_idx = [], [], []
+  for i, name in enumerate(names):
+    m = potentials._PNORM_RE.match(name.strip().lower())
+    if m:
+      pn_idx.append(i)
+      ps.append(float(m.group(1)))
+    else:
+      other_idx.append(i)
+  return pn_idx, ps, other_idx
+
+
+def draw_weights(config, init: str, true_name: str, init_index: int, true_index: int):
+  """(w0, w), each [num_seeds, num_weights], for one cell; seed s uses fold_in(key, s)."""
+  true = potentials.get(true_name)
+  base = jax.random.fold_in(jax.random.fold_in(jax.random.PRNGKey(config.seed), init_index),
+                            true_index)
+  keys = jax.vmap(lambda s: jax.random.fold_in(base, s))(jnp.arange(config.num_seeds))
+  std = 1.0 / np.sqrt(config.width if init == "gaussian" else config.num_weights)
+  scale = config.change_scale * true.mirror_map(jnp.asarray(1.0 / np.sqrt(config.width)))
+
+  def one(key):
+    k0, k1 = jax.random.split(key)
+    w0 = synthetic.initial_weights(k0, init, (config.num_weights,), std=std)
+    xi = jax.random.normal(k1, (config.num_weights,))
+    return w0, synthetic.gaussian_dual_change(true, w0, xi, scale)
+
+  return jax.jit(jax.vmap(one))(keys)
+
+
+def hypothesis_stats(w0, w, names, method: str):
+  """Delta-CDF and magnitude [hypothesised, seed] of the dual change of every hypothesised psi."""
+  n_h, n_s = len(names), w0.shape[0]
+  delta = np.zeros((n_h, n_s))
+  mag = np.zeros((n_h, n_s))
+  pn_idx, ps, other_idx = _split_pnorms(names)
+
+  def batch(pot):
+    return (analysis.dual_change_raw(pot, w0, w), analysis.change_magnitude_raw(pot, w0, w))
+
+  groups = []
+  if pn_idx:
+    d, m = jax.jit(jax.vmap(lambda p: batch(potentials.pnorm(p))))(jnp.asarray(ps))
+    groups.append((pn_idx, d, m))
+  for i in other_idx:
+    d, m = jax.jit(lambda a, b, pot=potentials.get(names[i]): (
+        analysis.dual_change_raw(pot, a, b), analysis.change_magnitude_raw(pot, a, b)))(w0, w)
+    groups.append(([i], d[None], m[None]))
+  for idx, d, m in groups:
+    if method == "grid":
+      dc = analysis.delta_cdf_batch(d)
+    else:
+      dn = np.asarray(d)
+      dc = np.array([[analysis.delta_cdf(row, "exact") for row in rows] for rows in dn])
+    delta[idx] = dc
+    mag[idx] = np.asarray(m)
+  return delta, mag
+
+
+def run_cell(config, init, true_name, init_index, true_index) -> dict:
+  w0, w = draw_weights(config, init, true_name, init_index, true_index)
+  delta, mag = hypothesis_stats(w0, w, list(config.hypothesized_potentials),
+                                config.delta_cdf_method)
+  flips = np.mean(np.sign(np.asarray(w0)) != np.sign(np.asarray(w)), axis=-1)
+  return {"delta_cdf": delta, "magnitude": mag, "sign_flip_fraction": flips}
+
+
+def _validate(config) -> None:
+  for init in config.initializations:
+    if init not in synthetic.INITIALIZATIONS:
+      raise ValueError(f"unknown initialization {init!r}; known: {synthetic.INITIALIZATIONS}.")
+  for name in list(config.true_potentials) + list(config.hypothesized_potentials):
+    potentials.get(name)  # raises with the list of known names
+  if config.delta_cdf_method not in ("grid", "exact"):
+    raise ValueError(f"delta_cdf_method must be 'grid' or 'exact', got {config.delta_cdf_method!r}")
+  if config.num_seeds < 2 or config.num_weights < 2:
+    raise ValueError("num_seeds and num_weights must be at least 2.")
+
+
+def run(config, workdir: str) -> dict:
+  """Runs every (initialisation, true potential) cell, skipping finished ones; writes results."""
+  _validate(config)
+  cfg = results.config_dict(config)
+  store = results.CellStore(workdir, cfg)
+  true_names = [potentials.get(n).name for n in config.true_potentials]
+  hyp_names = [potentials.get(n).name for n in config.hypothesized_potentials]
+  out = {"config": cfg, "true_potentials": true_names, "hypothesized_potentials": hyp_names}
+  cells = [(i, init, j, t) for i, init in enumerate(config.initializations)
+           for j, t in enumerate(config.true_potentials)]
+  start = time.time()
+  per_init = {init: [None] * len(true_names) for init in config.initializations}
+  for i, init, j, t in tqdm(cells, desc="robustness cells", unit="cell"):
+    value, cached = store.get_or_compute(f"{init}__{potentials.get(t).name}",
+                                         lambda: run_cell(config, init, t, i, j))
+    if cached:
+      logging.info("cell %s / %s: already done, skipped", init, t)
+    per_init[init][j] = value
+  for init, cells_ in per_init.items():
+    dc = np.array([c["delta_cdf"] for c in cells_])  # [true, hyp, seed]
+    mg = np.array([c["magnitude"] for c in cells_])
+    out[init] = {
+        "delta_cdf_mean": dc.mean(-1), "delta_cdf_std": dc.std(-1, ddof=1),
+        "magnitude_mean": mg.mean(-1), "delta_cdf": dc, "magnitude": mg,
+        "sign_flip_fraction": [c["sign_flip_fraction"] for c in cells_]}
+  out["wall_time_s"] = time.time() - start
+  results.write_json_atomic(os.path.join(workdir, "results.json"), out)
+  return results.to_jsonable(out)
+
+
+def _short(name: str) -> str:
+  return "NE" if name == "negative_entropy" else name.replace("-norm", "")
+
+
+def summary(res: dict) -> str:
+  """The mean Delta-CDF tables, [true potential x hypothesised], one per initialisation."""
+  lines = []
+  hyp = res["hypothesized_potentials"]
+  for init in res["config"]["initializations"]:
+    lines.append(f"{init} initialisation: mean Delta-CDF over {res['config']['num_seeds']} seeds "
+                 "[true potential x hypothesised]")
+    lines.append(f"{'true':<8}" + "".join(f"{_short(h):>7}" for h in hyp))
+    for t, row in zip(res["true_potentials"], res[init]["delta_cdf_mean"]):
+      lines.append(f"{_short(t):<8}" + "".join(f"{v:7.3f}" for v in row))
+  return "\n".join(lines)
+
+
+def main(argv):
+  del argv
+  res = run(_CONFIG.value, _WORKDIR.value)
+  print(summary(res))
+  print(f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
+
+
+if __name__ == "__main__":
+  app.run(main)
