@@ -263,35 +263,42 @@ def _newton_inverse(fprime, fsecond, y, sign, x0, sign_preserving, max_iter):
   def dh(r):
     return fsecond(s_safe * r)
 
-  r0 = jnp.abs(x0)
-  r0 = jnp.where((r0 > 0) & jnp.isfinite(r0) & (jnp.sign(x0) == s), r0, jnp.ones_like(r0))
+  # Initial magnitude: one primal Newton step from the guess x0 (mirror descent passes the
+  # current weights, so this is usually within a few ulps), else |x0|, else 1.
+  x0 = x0.astype(dtype)
+  w_lin = x0 + (y - fprime(x0)) / fsecond(x0)
+  r_lin, r_x0 = jnp.abs(w_lin), jnp.abs(x0)
+  r0 = jnp.where((r_x0 > 0) & jnp.isfinite(r_x0), r_x0, jnp.ones_like(r_x0))
+  r0 = jnp.where((r_lin > 0) & jnp.isfinite(r_lin) & (jnp.sign(w_lin) == s), r_lin, r0)
   r0 = jnp.clip(r0, finfo.tiny, finfo.max)
   lo = jnp.maximum(r0 * 0.5, finfo.tiny)
   hi = jnp.minimum(r0 * 2.0, finfo.max)
   active = (s != 0) & jnp.isfinite(target)
 
-  # Phase 1: bracket. While h(lo) > target the solution is below lo: lo is a valid upper bound.
+  # Phase 1: bracket, carrying h(lo) and h(hi). While h(lo) > target the solution is below lo,
+  # so lo becomes the upper end; ~(h >= target) lets NaN (f' overflowing) expand and then fail.
+  def needs(lo, hi, h_lo, h_hi):
+    too_high = active & (h_lo > target) & (lo > finfo.tiny)
+    too_low = active & ~(h_hi >= target) & (hi < finfo.max)
+    return too_high, too_low
+
   def bracket_cond(c):
-    lo, hi, fac, it = c
-    # ~(h >= target) so that NaN (e.g. f' overflowing) keeps expanding and finally fails
-    need = active & ((h(lo) > target) & (lo > finfo.tiny) | ~(h(hi) >= target) & (hi < finfo.max))
-    return jnp.any(need) & (it < 64)
+    lo, hi, h_lo, h_hi, _, it = c
+    too_high, too_low = needs(lo, hi, h_lo, h_hi)
+    return jnp.any(too_high | too_low) & (it < 64)
 
   def bracket_body(c):
-    lo, hi, fac, it = c
-    too_high = active & (h(lo) > target) & (lo > finfo.tiny)
-    too_low = active & ~(h(hi) >= target) & (hi < finfo.max)
-    new_hi = jnp.where(too_high, lo, hi)
-    new_lo = jnp.where(too_low, hi, lo)
-    new_lo = jnp.where(too_high, jnp.maximum(lo / fac, finfo.tiny), new_lo)
-    new_hi = jnp.where(too_low, jnp.minimum(hi * fac, finfo.max), new_hi)
+    lo, hi, h_lo, h_hi, fac, it = c
+    too_high, too_low = needs(lo, hi, h_lo, h_hi)
+    new_hi = jnp.where(too_high, lo, jnp.where(too_low, jnp.minimum(hi * fac, finfo.max), hi))
+    new_lo = jnp.where(too_low, hi, jnp.where(too_high, jnp.maximum(lo / fac, finfo.tiny), lo))
+    new_h_hi = jnp.where(too_high, h_lo, jnp.where(too_low, h(new_hi), h_hi))
+    new_h_lo = jnp.where(too_low, h_hi, jnp.where(too_high, h(new_lo), h_lo))
     fac = jnp.minimum(fac * fac, jnp.asarray(finfo.max, dtype) ** 0.25)
-    return new_lo, new_hi, fac, it + 1
+    return new_lo, new_hi, new_h_lo, new_h_hi, fac, it + 1
 
-  lo, hi, _, _ = jax.lax.while_loop(
-      bracket_cond, bracket_body, (lo, hi, jnp.asarray(4.0, dtype), 0)
-  )
-  h_lo, h_hi = h(lo), h(hi)
+  lo, hi, h_lo, h_hi, _, _ = jax.lax.while_loop(
+      bracket_cond, bracket_body, (lo, hi, h(lo), h(hi), jnp.asarray(4.0, dtype), 0))
   below = active & (h_lo > target)  # solution below the smallest normal number: r = 0
   # target outside the range of f' (or f' not finite there): no solution, NaN
   above = active & ~below & ~((h_lo <= target) & (h_hi >= target))
