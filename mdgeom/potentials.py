@@ -410,11 +410,18 @@ def pnorm(p) -> Potential:
     if not math.isfinite(p_val) or p_val <= 1.0:
       raise ValueError(f"pnorm needs a finite p > 1 (got p = {p_val}): |w|^p / p is not strictly "
                        "convex for p <= 1, so the mirror map is not invertible.")
-    p = p_val
-    name = f"{_format_number(p)}-norm"
-  else:
-    name = "p-norm"
+    return _pnorm_cached(p_val)
+  return _make_pnorm(p, "p-norm")
 
+
+# Built-ins with concrete parameters are cached, so `get("2-norm")` twice is the same object and
+# jitted functions that take the potential as a static argument compile once.
+@functools.lru_cache(maxsize=None)
+def _pnorm_cached(p: float) -> Potential:
+  return _make_pnorm(p, f"{_format_number(p)}-norm")
+
+
+def _make_pnorm(p, name: str) -> Potential:
   def f(w):
     return jnp.abs(w) ** p / p
 
@@ -428,6 +435,7 @@ def pnorm(p) -> Potential:
   )
 
 
+@functools.lru_cache(maxsize=None)
 def negative_entropy() -> Potential:
   """Negative entropy f(w) = |w| log|w| on each half-line (SPEC section 1, Eq. 7).
 
@@ -460,11 +468,16 @@ def hypentropy(beta) -> Potential:
     b = float(np.asarray(beta))
     if not math.isfinite(b) or b <= 0:
       raise ValueError(f"hypentropy needs a finite beta > 0 (got beta = {b}).")
-    beta = b
-    name = f"hypentropy:{_format_number(b)}"
-  else:
-    name = "hypentropy"
+    return _hypentropy_cached(b)
+  return _make_hypentropy(beta, "hypentropy")
 
+
+@functools.lru_cache(maxsize=None)
+def _hypentropy_cached(beta: float) -> Potential:
+  return _make_hypentropy(beta, f"hypentropy:{_format_number(beta)}")
+
+
+def _make_hypentropy(beta, name: str) -> Potential:
   def f(w):
     return w * jnp.arcsinh(w / beta) - jnp.sqrt(w * w + beta * beta)
 

@@ -210,3 +210,44 @@ def test_errors():
     mdgeom.mirror_descent("2-norm", 0.1, momentum=0.0, nesterov=True)
   with pytest.raises(ValueError, match="momentum"):
     mdgeom.mirror_descent("2-norm", 0.1, momentum=1.5)
+
+
+@given(st.sampled_from(["negative_entropy", "1.5-norm", "2-norm", "2.5-norm", "3-norm",
+                        "hypentropy:0.1", "hypentropy:2"]),
+       st.floats(1e-4, 0.5), st.floats(0.0, 0.95), st.booleans(), st.integers(0, 10_000))
+def test_mirror_step_equals_eq6_property(name, lr, momentum, nesterov, seed):
+  """Two steps of the optimizer = Eq. 6 with the heavy-ball buffer, computed in float64 numpy."""
+  if nesterov and momentum == 0.0:
+    return
+  pot = P.get(name)
+  rng = np.random.default_rng(seed)
+  w = rng.uniform(0.05, 2.0, 16) * rng.choice([-1.0, 1.0], 16)
+  g0, g1 = rng.standard_normal(16), rng.standard_normal(16)
+  tx = mdgeom.mirror_descent(pot, lr, momentum, nesterov)
+  with jax.enable_x64(True):
+    state = tx.init(jnp.asarray(w))
+    u, state = tx.update(jnp.asarray(g0), state, jnp.asarray(w))
+    w1 = np.asarray(jnp.asarray(w) + u)
+    u, state = tx.update(jnp.asarray(g1), state, jnp.asarray(w1))
+    w2 = np.asarray(jnp.asarray(w1) + u)
+
+  # independent float64 formulas for f' and its inverse
+  if name == "negative_entropy":
+    fp = lambda v: np.sign(v) * (np.log(np.abs(v)) + 1)
+    inv = lambda y, s: s * np.exp(s * y - 1)
+  elif name.startswith("hypentropy"):
+    beta = float(name.split(":")[1])
+    fp = lambda v: np.arcsinh(v / beta)
+    inv = lambda y, s: beta * np.sinh(y)
+  else:
+    p = float(name.split("-")[0])
+    fp = lambda v: np.sign(v) * np.abs(v) ** (p - 1)
+    inv = lambda y, s: np.sign(y) * np.abs(y) ** (1 / (p - 1))
+  buf = g0
+  d0 = g0 + momentum * buf if nesterov else buf
+  ref1 = inv(fp(w) - lr * d0, np.sign(w))
+  buf = momentum * buf + g1
+  d1 = g1 + momentum * buf if nesterov else buf
+  ref2 = inv(fp(ref1) - lr * d1, np.sign(ref1))
+  np.testing.assert_allclose(w1, ref1, rtol=1e-9, atol=1e-12)
+  np.testing.assert_allclose(w2, ref2, rtol=1e-8, atol=1e-12)
