@@ -1,0 +1,153 @@
+"""Full-batch mirror descent on linear regression (the paper's section 4.1 setting).
+
+Model f(x) = <w, x> without bias, loss L(w) = mean_n (<w, x_n> - y_n)^2 (torch's MSELoss, as the
+authors), heavy-ball momentum and a cosine-annealed learning rate (torch's CosineAnnealingLR with
+T_max = the number of epochs, one full-batch step per epoch).
+
+`fit` trains C "columns" at once on the same data: each column has its own potential, learning
+rate and number of steps. All columns share one pass over X per matrix product (X W for the
+predictions, R^T X for the gradients), so a learning-rate grid or several potentials cost little
+more than one run: the products are memory-bound and X is read twice per step whatever C is.
+`jax.vmap` over seeds batches independent data sets. `search_learning_rate` is the paper's grid
+search with epoch extension (appendix B.1).
+"""
+
+from __future__ import annotations
+
+import functools
+from typing import NamedTuple, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from mdgeom import optim
+from mdgeom import potentials as potentials_lib
+
+
+def mse(X, y, w) -> jax.Array:
+  """mean_n (<w, x_n> - y_n)^2 for w of shape (..., D)."""
+  return jnp.mean((w @ X.T - y) ** 2, axis=-1)
+
+
+def cosine_learning_rate(lr, num_steps, t):
+  """lr * (1 + cos(pi t / T)) / 2 for t < T, else 0 (torch CosineAnnealingLR, eta_min = 0)."""
+  t = jnp.asarray(t, jnp.float32)
+  T = jnp.asarray(num_steps, jnp.float32)
+  return jnp.where(t < T, lr * 0.5 * (1.0 + jnp.cos(jnp.pi * t / T)), 0.0)
+
+
+def _blocks(potentials: Sequence[potentials_lib.Potential]):
+  """Groups column indices by potential (identity), in order of first appearance."""
+  order, groups = [], {}
+  for i, p in enumerate(potentials):
+    if id(p) not in groups:
+      groups[id(p)] = []
+      order.append(p)
+    groups[id(p)].append(i)
+  return [(p, np.asarray(groups[id(p)])) for p in order]
+
+
+@functools.partial(jax.jit, static_argnames=("potentials", "max_steps", "momentum"))
+def _fit(X, y, w0, learning_rates, num_steps, *, potentials, max_steps, momentum):
+  n = X.shape[0]
+  blocks = _blocks(potentials)
+  txs = []
+  for pot, idx in blocks:
+    lrs, steps = learning_rates[idx][:, None], num_steps[idx][:, None]
+    schedule = lambda t, lrs=lrs, steps=steps: cosine_learning_rate(lrs, steps, t)
+    txs.append(optim.mirror_descent(pot, schedule, momentum))
+  W = jnp.broadcast_to(w0, (len(potentials),) + w0.shape)
+  params = [W[idx] for _, idx in blocks]
+  states = [tx.init(p) for tx, p in zip(txs, params)]
+
+  def step(carry, _):
+    params, states = carry
+    W = jnp.concatenate(params)  # block order
+    R = W @ X.T - y  # (C, N)
+    G = (2.0 / n) * (R @ X)  # (C, D): one pass over X for every column
+    new_params, new_states, start = [], [], 0
+    for tx, p, s in zip(txs, params, states):
+      g = G[start:start + p.shape[0]]
+      start += p.shape[0]
+      u, s = tx.update(g, s, p)
+      new_params.append(optax.apply_updates(p, u))
+      new_states.append(s)
+    return (new_params, new_states), None
+
+  (params, _), _ = jax.lax.scan(step, (params, states), None, length=max_steps)
+  W_blocks = jnp.concatenate(params)
+  inverse = np.argsort(np.concatenate([idx for _, idx in blocks]))
+  W_final = W_blocks[inverse]
+  return W_final, mse(X, y, W_final)
+
+
+class Fit(NamedTuple):
+  weights: jax.Array  # (..., C, D) final weights
+  loss: jax.Array  # (..., C) final training loss (NaN/inf where training diverged)
+
+
+def fit(X, y, w0, potentials: Sequence, learning_rates, num_steps, momentum: float = 0.9) -> Fit:
+  """Trains C columns of full-batch mirror descent on (X, y) from w0.
+
+  Args:
+    X: (N, D) inputs, or (S, N, D) for S independent data sets (vmapped).
+    y: (N,) or (S, N) targets. w0: (D,) or (S, D) initial weights.
+    potentials: C potentials or names (one per column; repeat one to scan learning rates).
+    learning_rates: (C,) initial learning rates; num_steps: (C,) steps (epochs) per column.
+  """
+  pots = tuple(potentials_lib.get(p) for p in potentials)
+  lrs = jnp.asarray(learning_rates, jnp.float32).reshape(-1)
+  steps = np.asarray(num_steps, np.int32).reshape(-1)
+  if not (len(pots) == lrs.size == steps.size):
+    raise ValueError(f"need one learning rate and step count per potential: got {len(pots)} "
+                     f"potentials, {lrs.size} learning rates, {steps.size} step counts.")
+  kw = dict(potentials=pots, max_steps=int(steps.max()), momentum=float(momentum))
+  X, y, w0 = jnp.asarray(X), jnp.asarray(y), jnp.asarray(w0)
+  if X.ndim == 3:
+    fn = jax.vmap(lambda a, b, c: _fit(a, b, c, lrs, jnp.asarray(steps), **kw))
+    return Fit(*fn(X, y, w0))
+  return Fit(*_fit(X, y, w0, lrs, jnp.asarray(steps), **kw))
+
+
+class LearningRateSearch(NamedTuple):
+  learning_rate: float
+  num_steps: int
+  loss: float  # the best final loss
+  converged: bool  # best loss below the target
+  losses: np.ndarray  # final loss per grid value at the final number of steps
+
+
+def search_learning_rate(X, y, w0, potentials: Sequence, grid, *, num_steps: int = 100,
+                         extra_steps: int = 100, max_steps: int = 500, target: float = 1e-3,
+                         momentum: float = 0.9) -> list[LearningRateSearch]:
+  """The paper's grid search (appendix B.1), for several potentials at once.
+
+  For each potential: train with every learning rate of `grid` for `num_steps` epochs and keep
+  the one with the lowest final loss; while that loss is above `target`, add `extra_steps`
+  epochs and search again, up to `max_steps`. Diverged runs (NaN/inf) never win.
+  """
+  pots = [potentials_lib.get(p) for p in potentials]
+  grid = np.asarray(grid, np.float64)
+  steps = {i: num_steps for i in range(len(pots))}
+  out: dict[int, LearningRateSearch] = {}
+  pending = list(range(len(pots)))
+  while pending:
+    cols = [pots[i] for i in pending for _ in grid]
+    lrs = np.tile(grid, len(pending))
+    nsteps = np.concatenate([np.full(grid.size, steps[i]) for i in pending])
+    losses = np.asarray(fit(X, y, w0, cols, lrs, nsteps, momentum).loss, np.float64)
+    losses = losses.reshape(len(pending), grid.size)
+    still = []
+    for row, i in zip(losses, pending):
+      finite = np.where(np.isfinite(row), row, np.inf)
+      best = int(np.argmin(finite))
+      res = LearningRateSearch(float(grid[best]), steps[i], float(finite[best]),
+                               bool(finite[best] < target), row)
+      out[i] = res
+      if not res.converged and steps[i] + extra_steps <= max_steps:
+        steps[i] += extra_steps
+        still.append(i)
+    pending = still
+  return [out[i] for i in range(len(pots))]
