@@ -5,7 +5,10 @@ geometry from weights before and after learning (Pogodin et al., ICLR 2024).
 """
 
 from mdgeom import analysis
+from mdgeom import data
+from mdgeom import linear
 from mdgeom import potentials
+from mdgeom import solve
 from mdgeom.analysis import (
     change_magnitude,
     delta_cdf,
@@ -15,6 +18,7 @@ from mdgeom.analysis import (
     rank_potentials,
 )
 from mdgeom.optim import MirrorDescentState, mirror_descent
+from mdgeom.solve import linearized_network_solution, linearized_solution, min_bregman_solution
 from mdgeom.potentials import (
     Potential,
     SignFlipError,
@@ -33,9 +37,14 @@ __all__ = [
     "analysis",
     "change_magnitude",
     "delta_cdf",
+    "data",
     "dual_change",
     "exclude_paths",
     "hypentropy",
+    "linear",
+    "linearized_network_solution",
+    "linearized_solution",
+    "min_bregman_solution",
     "mirror_descent",
     "negative_entropy",
     "normality_tests",
@@ -43,4 +52,5 @@ __all__ = [
     "potential",
     "potentials",
     "rank_potentials",
+    "solve",
 ]

@@ -49,8 +49,8 @@ def _blocks(potentials: Sequence[potentials_lib.Potential]):
   return [(p, np.asarray(groups[id(p)])) for p in order]
 
 
-@functools.partial(jax.jit, static_argnames=("potentials", "max_steps", "momentum"))
-def _fit(X, y, w0, learning_rates, num_steps, *, potentials, max_steps, momentum):
+@functools.partial(jax.jit, static_argnames=("potentials", "momentum"))
+def _fit(X, y, w0, learning_rates, num_steps, max_steps, *, potentials, momentum):
   n = X.shape[0]
   blocks = _blocks(potentials)
   txs = []
@@ -62,7 +62,7 @@ def _fit(X, y, w0, learning_rates, num_steps, *, potentials, max_steps, momentum
   params = [W[idx] for _, idx in blocks]
   states = [tx.init(p) for tx, p in zip(txs, params)]
 
-  def step(carry, _):
+  def step(_, carry):
     params, states = carry
     W = jnp.concatenate(params)  # block order
     R = W @ X.T - y  # (C, N)
@@ -74,9 +74,10 @@ def _fit(X, y, w0, learning_rates, num_steps, *, potentials, max_steps, momentum
       u, s = tx.update(g, s, p)
       new_params.append(optax.apply_updates(p, u))
       new_states.append(s)
-    return (new_params, new_states), None
+    return new_params, new_states
 
-  (params, _), _ = jax.lax.scan(step, (params, states), None, length=max_steps)
+  # a traced trip count: more epochs (the lr search's extension) do not recompile
+  params, _ = jax.lax.fori_loop(0, max_steps, step, (params, states))
   W_blocks = jnp.concatenate(params)
   inverse = np.argsort(np.concatenate([idx for _, idx in blocks]))
   W_final = W_blocks[inverse]
@@ -103,12 +104,13 @@ def fit(X, y, w0, potentials: Sequence, learning_rates, num_steps, momentum: flo
   if not (len(pots) == lrs.size == steps.size):
     raise ValueError(f"need one learning rate and step count per potential: got {len(pots)} "
                      f"potentials, {lrs.size} learning rates, {steps.size} step counts.")
-  kw = dict(potentials=pots, max_steps=int(steps.max()), momentum=float(momentum))
+  kw = dict(potentials=pots, momentum=float(momentum))
+  max_steps = jnp.asarray(int(steps.max()), jnp.int32)
   X, y, w0 = jnp.asarray(X), jnp.asarray(y), jnp.asarray(w0)
   if X.ndim == 3:
-    fn = jax.vmap(lambda a, b, c: _fit(a, b, c, lrs, jnp.asarray(steps), **kw))
+    fn = jax.vmap(lambda a, b, c: _fit(a, b, c, lrs, jnp.asarray(steps), max_steps, **kw))
     return Fit(*fn(X, y, w0))
-  return Fit(*_fit(X, y, w0, lrs, jnp.asarray(steps), **kw))
+  return Fit(*_fit(X, y, w0, lrs, jnp.asarray(steps), max_steps, **kw))
 
 
 class LearningRateSearch(NamedTuple):

@@ -1,0 +1,91 @@
+"""Fig. 6 (and 3A): Delta-CDF and magnitude of the dual change against width, linear regression.
+
+    python -m figures.linear_regression runs/linreg/results.json --out=figures/fig6_linear_regression.png
+
+Rows: trained potential; columns: (Delta-CDF, magnitude) for each input-correlation power c.
+Lines: median over seeds for N = D^0.5 and N = D^0.75, bands: 5-95% quantiles; dashed: the exact
+(closed-form) solution's Delta-CDF where computed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from mdgeom import results  # noqa: E402
+
+COLORS = {0.5: "#D55E00", 0.75: "#0072B2"}
+
+
+def _band(values):
+  v = np.asarray([x for x in values if x is not None], np.float64)
+  if v.size == 0:
+    return np.nan, np.nan, np.nan
+  return np.quantile(v, 0.5), np.quantile(v, 0.05), np.quantile(v, 0.95)
+
+
+def plot(res: dict, out: str) -> list[str]:
+  cells = res["cells"]
+  pots = list(dict.fromkeys(c["potential"] for c in cells))
+  powers = sorted({c["corr_power"] for c in cells})
+  n_ds = sorted({c["n_d"] for c in cells})
+  fig, axes = plt.subplots(len(pots), 2 * len(powers), figsize=(4 * len(powers) * 2, 2.8 * len(pots)),
+                           squeeze=False, sharex=True)
+  for r, pot in enumerate(pots):
+    for k, c in enumerate(powers):
+      ax_d, ax_m = axes[r, 2 * k], axes[r, 2 * k + 1]
+      for a in n_ds:
+        sel = sorted((x for x in cells if x["potential"] == pot and x["corr_power"] == c
+                      and x["n_d"] == a), key=lambda x: x["width"])
+        if not sel:
+          continue
+        widths = [x["width"] for x in sel]
+        for ax, key in ((ax_d, "delta_cdf"), (ax_m, "magnitude")):
+          med, lo, hi = np.array([_band(x[key]) for x in sel]).T
+          ax.plot(widths, med, lw=2, color=COLORS.get(a), label=f"$N = D^{{{a}}}$")
+          ax.fill_between(widths, lo, hi, alpha=0.3, color=COLORS.get(a))
+        cf = np.array([_band(x["closed_form_delta_cdf"])[0] for x in sel])
+        if np.isfinite(cf).any():
+          ax_d.plot(widths, cf, ls="--", lw=1.5, color=COLORS.get(a),
+                    label=f"exact solution, $N = D^{{{a}}}$")
+      ax_d.set_title(f"{pot}, c = {c}: $\\Delta$CDF")
+      ax_m.set_title(f"{pot}, c = {c}: magnitude")
+      for ax in (ax_d, ax_m):
+        ax.set_xscale("log")
+        ax.set_ylim(bottom=0)
+        ax.grid(alpha=0.3)
+  for ax in axes[-1]:
+    ax.set_xlabel("width D (number of weights)")
+  axes[0, 0].legend(fontsize=7)
+  fig.tight_layout()
+  stem, _ = os.path.splitext(out)
+  written = []
+  for ext in (".png", ".pdf"):
+    os.makedirs(os.path.dirname(os.path.abspath(stem + ext)), exist_ok=True)
+    fig.savefig(stem + ext, dpi=120)
+    written.append(stem + ext)
+  plt.close(fig)
+  return written
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("results", nargs="?", default="runs/linreg/results.json")
+  parser.add_argument("--out", default="figures/fig6_linear_regression.png")
+  args = parser.parse_args(argv)
+  if not os.path.exists(args.results):
+    raise SystemExit(f"no results file at {args.results}: run `python -m "
+                     "experiments.linear_regression --config=configs/linear_regression.py "
+                     "--workdir=runs/linreg` first.")
+  for path in plot(results.read_json(args.results), args.out):
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()

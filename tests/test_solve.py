@@ -1,0 +1,328 @@
+"""Implicit-bias solutions: Eq. 8 (min-Bregman interpolant), Eq. 13 (Lagrange), Eq. 14-15
+(linearisation), Eq. 9-10 (linearised networks), each against an independent formula."""
+
+import functools
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from jax.flatten_util import ravel_pytree
+
+import mdgeom
+from mdgeom import potentials as P
+from mdgeom import solve as S
+
+QUARTIC = P.potential(lambda w: w**4 / 4 + w**2 / 2, name="quartic")  # numeric inverse
+POTENTIALS = [P.negative_entropy(), P.pnorm(1.5), P.pnorm(2.0), P.pnorm(3.0), P.hypentropy(0.5),
+              QUARTIC]
+IDS = [p.name for p in POTENTIALS]
+
+
+def problem(seed=0, n=5, d=40, change=0.5):
+  """Underdetermined regression: X (n, d) Gaussian, mixed-sign w0 away from 0, y = X w0 + change."""
+  rng = np.random.default_rng(seed)
+  X = rng.standard_normal((n, d)) / np.sqrt(d)
+  w0 = 3 * rng.uniform(0.5, 1.5, d) * rng.choice([-1.0, 1.0], d) / np.sqrt(d)
+  y = X @ w0 + change * rng.choice([-1.0, 1.0], n)
+  return X, y, w0
+
+
+@functools.lru_cache(maxsize=None)
+def solved(pot):
+  X, y, w0 = problem()
+  return X, y, w0, S.min_bregman_solution(pot, X, y, w0)
+
+
+def bregman(pot, w, w0):
+  with jax.enable_x64(True):
+    return float(pot.bregman(jnp.asarray(w), jnp.asarray(w0)))
+
+
+def mirror(pot, w):
+  with jax.enable_x64(True):
+    return np.asarray(pot.mirror_map(jnp.asarray(w)))
+
+
+def null_space(X):
+  _, _, vt = np.linalg.svd(X)
+  return vt[X.shape[0]:]  # rows: orthonormal basis of {n : X n = 0}
+
+
+# ----------------------------------------------------------------------------------------------
+# Dense problems
+# ----------------------------------------------------------------------------------------------
+
+
+def test_two_norm_is_the_pseudoinverse_solution():
+  """Gradient descent (phi = ||w||^2 / 2) converges to w0 + pinv(X)(y - X w0): Eq. 8 and Eq. 15
+  with H = I, so the exact and the linearised solution are both exactly this."""
+  X, y, w0 = problem(seed=3)
+  expected = w0 + np.linalg.pinv(X) @ (y - X @ w0)
+  exact = S.min_bregman_solution("2-norm", X, y, w0)
+  lin = S.linearized_solution("2-norm", X, y, w0)
+  assert exact.converged and lin.converged and exact.w.dtype == np.float64
+  np.testing.assert_allclose(exact.w, expected, rtol=0, atol=1e-12)
+  np.testing.assert_allclose(lin.w, expected, rtol=0, atol=1e-12)
+  # lambda = (X X^T)^{-1}(y - X w0)
+  np.testing.assert_allclose(exact.lam, np.linalg.solve(X @ X.T, y - X @ w0), atol=1e-10)
+
+
+@pytest.mark.parametrize("pot", POTENTIALS, ids=IDS)
+def test_interpolates_and_satisfies_lagrange_conditions(pot):
+  """X w* = y, and grad phi(w*) - grad phi(w0) = X^T lambda lies in the row space of X (Eq. 13)."""
+  X, y, w0, sol = solved(pot)
+  assert sol.converged and sol.iterations <= 50
+  assert np.max(np.abs(X @ sol.w - y)) <= 1e-9 * (1 + np.max(np.abs(y)))
+  delta = mirror(pot, sol.w) - mirror(pot, w0)
+  coef, *_ = np.linalg.lstsq(X.T, delta, rcond=None)
+  scale = np.linalg.norm(delta)
+  assert scale > 1e-2  # a real change, not a trivial solution
+  assert np.linalg.norm(X.T @ coef - delta) <= 1e-9 * scale
+  np.testing.assert_allclose(X.T @ sol.lam, delta, rtol=0, atol=1e-9 * scale)
+  if pot.sign_preserving:
+    np.testing.assert_array_equal(np.sign(sol.w), np.sign(w0))
+
+
+@pytest.mark.parametrize("pot", POTENTIALS, ids=IDS)
+def test_minimises_bregman_divergence_along_the_null_space(pot):
+  """Eq. 8: every other interpolant w* + t n (X n = 0) is at least as far from w0 in D_phi."""
+  X, y, w0, sol = solved(pot)
+  d_star = bregman(pot, sol.w, w0)
+  rng = np.random.default_rng(1)
+  basis = null_space(X)
+  directions = np.concatenate([basis[:5], rng.standard_normal((5, basis.shape[0])) @ basis])
+  for n in directions:
+    n = n / np.linalg.norm(n) * np.linalg.norm(sol.w - w0)
+    for t in (-1e-1, -1e-3, 1e-3, 1e-1):
+      assert bregman(pot, sol.w + t * n, w0) >= d_star - 1e-13 * (1 + d_star)
+
+
+def test_null_space_check_detects_a_suboptimal_interpolant():
+  """The check above can fail: the 2-norm interpolant is not the 3-norm's minimiser."""
+  pot = P.pnorm(3.0)
+  X, y, w0, sol = solved(pot)
+  w2 = S.min_bregman_solution("2-norm", X, y, w0).w
+  n = null_space(X).T @ (null_space(X) @ (sol.w - w2))  # towards the 3-norm solution
+  assert np.linalg.norm(n) > 1e-2
+  assert bregman(pot, w2 + 1e-2 * n, w0) < bregman(pot, w2, w0)
+
+
+@settings(max_examples=20)
+@given(st.integers(0, 2**31 - 1), st.floats(0.05, 2.0))
+def test_negative_entropy_property(seed, change):
+  """Random problems: constraints met, signs kept, dual change in the row space of X (Eq. 13)."""
+  pot = P.negative_entropy()
+  X, y, w0 = problem(seed, n=3, d=12, change=change)
+  sol = S.min_bregman_solution(pot, X, y, w0)
+  assert np.max(np.abs(X @ sol.w - y)) <= 1e-9 * (1 + np.max(np.abs(y)))
+  np.testing.assert_array_equal(np.sign(sol.w), np.sign(w0))
+  delta = mirror(pot, sol.w) - mirror(pot, w0)
+  np.testing.assert_allclose(X.T @ sol.lam, delta, rtol=0, atol=1e-8 * (1 + np.abs(delta).max()))
+
+
+@pytest.mark.parametrize("name", ["negative_entropy", "3-norm"])
+def test_linearized_solution_approaches_exact_for_small_changes(name):
+  """Eq. 14-15 is exact to first order: the error is O(|y - X w0|^2), the change O(|y - X w0|)."""
+  X, _, w0 = problem(seed=5)
+  r = np.random.default_rng(2).standard_normal(X.shape[0])
+  errors, changes = [], []
+  for eps in (1e-1, 1e-2, 1e-3):
+    y = X @ w0 + eps * r
+    exact = S.min_bregman_solution(name, X, y, w0)
+    lin = S.linearized_solution(name, X, y, w0)
+    assert np.max(np.abs(X @ lin.w - y)) <= 1e-10 * (1 + np.max(np.abs(y)))
+    errors.append(np.linalg.norm(lin.w - exact.w))
+    changes.append(np.linalg.norm(exact.w - w0))
+  assert errors[0] > 1e-6  # the linearisation is not exact at this size
+  assert errors[1] < errors[0] / 30 and errors[2] < errors[1] / 30  # second order: ~ / 100
+  assert errors[2] / changes[2] < 1e-2
+
+
+@pytest.mark.parametrize("name", ["negative_entropy", "3-norm"])
+def test_mirror_descent_converges_to_the_min_bregman_solution(name):
+  """Eq. 8, independently: train with mirror descent (momentum 0.9) to zero loss and compare."""
+  X, y, w0 = problem(seed=1)
+  with jax.enable_x64(True):
+    tx = mdgeom.mirror_descent(name, 1.0, momentum=0.9)
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    loss = lambda w: 0.5 * jnp.mean((Xj @ w - yj) ** 2)
+
+    @jax.jit
+    def train(w):
+      def step(carry, _):
+        w, state = carry
+        updates, state = tx.update(jax.grad(loss)(w), state, w)
+        return (optax.apply_updates(w, updates), state), None
+
+      (w, _), _ = jax.lax.scan(step, (w, tx.init(w)), None, length=3000)
+      return w
+
+    trained = np.asarray(train(jnp.asarray(w0)))
+  assert np.max(np.abs(X @ trained - y)) < 1e-10
+  exact = S.min_bregman_solution(name, X, y, w0).w
+  euclid = S.min_bregman_solution("2-norm", X, y, w0).w
+  assert np.max(np.abs(exact - euclid)) > 0.1  # the geometry matters here
+  np.testing.assert_allclose(trained, exact, rtol=0, atol=1e-7)
+
+
+def test_float64_without_x64_flag_and_float32():
+  """float64 is used even with JAX's x64 flag off; dtype="float32" stays float32."""
+  assert not jax.config.jax_enable_x64
+  X, y, w0, ref = solved(P.pnorm(3.0))
+  sol = S.min_bregman_solution("3-norm", X, y, w0)
+  assert sol.w.dtype == np.float64 and sol.residual <= 1e-10 * (1 + np.max(np.abs(y)))
+  sol32 = S.min_bregman_solution("3-norm", X, y, w0, dtype="float32")
+  assert sol32.w.dtype == np.float32 and sol32.converged
+  np.testing.assert_allclose(sol32.w, ref.w, rtol=0, atol=1e-4)
+  lin32 = S.linearized_solution("3-norm", X, y, w0, dtype="float32")
+  assert lin32.w.dtype == np.float32 and lin32.converged
+
+
+# ----------------------------------------------------------------------------------------------
+# Errors
+# ----------------------------------------------------------------------------------------------
+
+
+def test_rank_deficient_X_raises_with_the_rank():
+  X, y, w0 = problem(n=4)
+  X[3] = 2 * X[0] - X[1]
+  for fn in (S.min_bregman_solution, S.linearized_solution):
+    with pytest.raises(ValueError, match=r"rank 3 < N = 4"):
+      fn("3-norm", X, y, w0)
+
+
+def test_non_convergence_raises_or_reports():
+  X, y, w0 = problem(change=2.0)
+  with pytest.raises(RuntimeError, match=r"residual .* = [0-9.e+-]+ > tolerance"):
+    S.min_bregman_solution("negative_entropy", X, y, w0, max_iter=1)
+  sol = S.min_bregman_solution("negative_entropy", X, y, w0, max_iter=1, raise_on_failure=False)
+  assert not sol.converged and sol.iterations == 1
+  assert sol.residual == pytest.approx(np.max(np.abs(X @ sol.w - y)), rel=1e-6)
+  assert sol.residual > 1e-6
+
+
+def test_no_interpolant_with_the_signs_of_w0_raises():
+  """Negative entropy keeps signs: positive X and w0 cannot fit negative y (unbounded dual)."""
+  rng = np.random.default_rng(0)
+  X, w0 = rng.uniform(0.1, 1.0, (3, 10)), rng.uniform(0.1, 1.0, 10)
+  with pytest.raises(RuntimeError, match="signs"):
+    S.min_bregman_solution("negative_entropy", X, -np.ones(3), w0)
+
+
+def test_invalid_inputs_raise():
+  X, y, w0 = problem()
+  for fn in (S.min_bregman_solution, S.linearized_solution):
+    with pytest.raises(ValueError, match="shape mismatch"):
+      fn("2-norm", X, y[:-1], w0)
+    with pytest.raises(ValueError, match="shape mismatch"):
+      fn("2-norm", X, y, w0[:-1])
+    with pytest.raises(ValueError, match=r"shape \(N, D\)"):
+      fn("2-norm", X[0], y, w0)
+    for bad in ("X", "y", "w0"):
+      args = {"X": X.copy(), "y": y.copy(), "w0": w0.copy()}
+      args[bad][(0,) * args[bad].ndim] = np.nan
+      with pytest.raises(ValueError, match="NaN"):
+        fn("2-norm", **args)
+    zero = w0.copy()
+    zero[3] = 0.0
+    with pytest.raises(ValueError, match="exact zeros"):
+      fn("negative_entropy", X, y, zero)
+    with pytest.raises(ValueError, match="inverse Hessian"):
+      fn("3-norm", X, y, zero)  # f''(0) = 0: Eq. 14 undefined
+    with pytest.raises(ValueError, match="dtype"):
+      fn("2-norm", X, y, w0, dtype="float16")
+
+
+# ----------------------------------------------------------------------------------------------
+# Linearised networks (Eq. 9-10), matrix-free against a dense Jacobian
+# ----------------------------------------------------------------------------------------------
+
+
+class MLP(nn.Module):
+  hidden: int = 16
+  outputs: int = 1
+
+  @nn.compact
+  def __call__(self, x):
+    x = nn.Dense(self.outputs)(jnp.tanh(nn.Dense(self.hidden)(x)))
+    return x[:, 0] if self.outputs == 1 else x
+
+
+def flax_case(outputs, seed=0):
+  rng = np.random.default_rng(seed)
+  model = MLP(outputs=outputs)
+  x = jnp.asarray(rng.standard_normal((4, 6)), jnp.float32)
+  params = model.init(jax.random.key(seed), x)
+  # nonzero biases (Flax starts them at 0, where negative entropy and the 3-norm's H^{-1} fail)
+  params = jax.tree.map(
+      lambda p: p + jnp.asarray(0.1 * rng.uniform(0.5, 1.0, p.shape)
+                                * rng.choice([-1.0, 1.0], p.shape), p.dtype), params)
+  return lambda p, inp: model.apply(p, inp), params, x
+
+
+def plain_case(seed=0):
+  rng = np.random.default_rng(seed)
+  params = {"W": jnp.asarray(rng.standard_normal((6, 20)) / 3), "v": jnp.asarray(
+      rng.standard_normal(20) / 5)}
+  apply = lambda p, inp: jnp.tanh(inp @ p["W"]) @ p["v"]
+  return apply, params, jnp.asarray(rng.standard_normal((4, 6)))
+
+
+def dense_problem(apply, params, x, targets):
+  """X = J formed with jax.jacfwd, y = targets - f(x; w0) + J w0 (Eq. 10)."""
+  with jax.enable_x64(True):
+    w0, unravel = ravel_pytree(jax.tree.map(lambda a: jnp.asarray(a, jnp.float64), params))
+    f = lambda w: apply(unravel(w), jnp.asarray(x, jnp.float64)).reshape(-1)
+    J, f0 = np.asarray(jax.jacfwd(f)(w0)), np.asarray(f(w0))
+  w0 = np.asarray(w0)
+  return J, np.asarray(targets).reshape(-1) - f0 + J @ w0, w0
+
+
+@pytest.mark.parametrize("case,potential", [("flax1", "negative_entropy"), ("flax2", "3-norm"),
+                                            ("plain", "hypentropy:0.5")])
+def test_network_solutions_match_dense_jacobian(case, potential):
+  """Matrix-free (jvp/vjp + CG) linearised and exact solutions equal the dense ones on X = J."""
+  apply, params, x = {"flax1": lambda: flax_case(1), "flax2": lambda: flax_case(2, seed=1),
+                      "plain": plain_case}[case]()
+  out0 = np.asarray(apply(params, x), np.float64)
+  targets = out0 + 0.3 * np.random.default_rng(4).standard_normal(out0.shape)
+  J, y, w0 = dense_problem(apply, params, x, targets)
+  assert np.linalg.matrix_rank(J) == targets.size and w0.size > 100
+  for exact, dense_fn in ((False, S.linearized_solution), (True, S.min_bregman_solution)):
+    net = S.linearized_network_solution(apply, params, x, targets, potential, exact=exact)
+    dense = dense_fn(potential, J, y, w0)
+    assert net.converged and jax.tree.structure(net.params) == jax.tree.structure(params)
+    w_net = np.concatenate([np.ravel(a) for a in jax.tree.leaves(net.params)])
+    assert w_net.dtype == np.float64
+    assert np.max(np.abs(dense.w - w0)) > 1e-2  # the weights moved
+    np.testing.assert_allclose(w_net, dense.w, rtol=0, atol=1e-8)
+    assert net.lam.shape == targets.shape
+    np.testing.assert_allclose(net.lam.reshape(-1), dense.lam, rtol=0,
+                               atol=1e-8 * (1 + np.abs(dense.lam).max()))
+    # the linearised network fits the targets: f0 + J (w - w0) = targets
+    assert np.max(np.abs(J @ (w_net - w0) - (y - J @ w0))) <= 1e-9 * (1 + np.abs(targets).max())
+    if exact:
+      assert net.iterations >= 1
+
+
+def test_network_invalid_inputs_raise():
+  apply, params, x = flax_case(1)
+  targets = np.zeros(4)
+  with pytest.raises(ValueError, match="exact zeros"):  # Flax's zero-initialised biases
+    S.linearized_network_solution(apply, model_params_with_zero_bias(params), x, targets,
+                                  "negative_entropy")
+  with pytest.raises(ValueError, match="shape mismatch"):
+    S.linearized_network_solution(apply, params, x, np.zeros(5), "2-norm")
+  with pytest.raises(ValueError, match=r"outputs \(constraints\) but only"):
+    big = jnp.ones((200, 6))
+    S.linearized_network_solution(apply, params, big, np.zeros(200), "2-norm")
+
+
+def model_params_with_zero_bias(params):
+  return jax.tree_util.tree_map_with_path(
+      lambda path, p: jnp.zeros_like(p) if "bias" in jax.tree_util.keystr(path) else p, params)
