@@ -95,7 +95,8 @@ def closed_form(config, pot, X, y, w0, w_trained, n, width):
     y_star = np.asarray(pot.mirror_map(np.asarray(sol.w, np.float64)))
     y_trained = np.asarray(pot.mirror_map(np.asarray(w_trained[s], np.float64)))
     dc[s] = analysis.delta_cdf(y_star - y0)
-    dist[s] = float(np.linalg.norm(y_trained - y_star) / np.linalg.norm(y_star - y0))
+    if np.all(np.isfinite(y_trained)):  # else training diverged: the cell flags it, None here
+      dist[s] = float(np.linalg.norm(y_trained - y_star) / np.linalg.norm(y_star - y0))
   return dc, dist, ok, k
 
 
@@ -183,17 +184,22 @@ def run(config, workdir: str) -> dict:
   return out
 
 
+def _median(values) -> float:
+  v = [x for x in values if x is not None]  # null: not finite (a diverged seed)
+  return float(np.median(v)) if v else float("nan")
+
+
 def summary(res: dict) -> str:
+  """One line per cell: medians over seeds of the trained and closed-form measures."""
   lines = [f"{'potential':<17} {'n_d':>5} {'c':>2} {'D':>6} {'N':>5} {'lr':>8} {'ep':>4} "
            f"{'dCDF med':>8} {'mag med':>8} {'cf dCDF':>8} {'cf dist':>8} {'conv':>5}"]
   for cell in res["cells"]:
-    cf = [v for v in cell["closed_form_delta_cdf"] if v is not None]
-    cd = [v for v in cell["closed_form_dual_distance"] if v is not None]
     lines.append(
         f"{cell['potential']:<17} {cell['n_d']:>5} {cell['corr_power']:>2} {cell['width']:>6} "
         f"{cell['n_data']:>5} {cell['learning_rate']:>8.1e} {cell['epochs']:>4} "
-        f"{np.median(cell['delta_cdf']):>8.4f} {np.median(cell['magnitude']):>8.4f} "
-        f"{np.median(cf) if cf else float('nan'):>8.4f} {np.median(cd) if cd else float('nan'):>8.4f} "
+        f"{_median(cell['delta_cdf']):>8.4f} {_median(cell['magnitude']):>8.4f} "
+        f"{_median(cell['closed_form_delta_cdf']):>8.4f} "
+        f"{_median(cell['closed_form_dual_distance']):>8.4f} "
         f"{sum(cell['converged'])}/{len(cell['converged'])}")
   return "\n".join(lines)
 

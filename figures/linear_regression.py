@@ -24,7 +24,7 @@ COLORS = {0.5: "#D55E00", 0.75: "#0072B2"}
 
 
 def _band(values):
-  v = np.asarray([x for x in values if x is not None], np.float64)
+  v = np.asarray([x for x in values if x is not None], np.float64)  # null: diverged seed
   if v.size == 0:
     return np.nan, np.nan, np.nan
   return np.quantile(v, 0.5), np.quantile(v, 0.05), np.quantile(v, 0.95)

@@ -17,7 +17,8 @@ import numpy as np
 
 
 def to_jsonable(obj: Any) -> Any:
-  """Converts numpy/JAX scalars and arrays, tuples and ConfigDicts to plain JSON types."""
+  """Converts numpy/JAX scalars and arrays, tuples and ConfigDicts to plain JSON types; NaN and
+  Inf become null."""
   if hasattr(obj, "to_dict") and callable(obj.to_dict):
     return to_jsonable(obj.to_dict())
   if isinstance(obj, dict):
@@ -26,9 +27,9 @@ def to_jsonable(obj: Any) -> Any:
     return [to_jsonable(v) for v in obj]
   if isinstance(obj, (np.ndarray, np.generic)) or type(obj).__module__.startswith("jax"):
     a = np.asarray(obj)
-    return a.tolist() if a.ndim else a.item()
+    return to_jsonable(a.tolist() if a.ndim else a.item())
   if isinstance(obj, float) and not np.isfinite(obj):
-    return None if np.isnan(obj) else (1e308 if obj > 0 else -1e308)
+    return None  # JSON has no NaN/Inf: null marks a value that is not finite (e.g. diverged)
   return obj
 
 
