@@ -27,8 +27,8 @@ from mdgeom import potentials as potentials_lib
 
 
 def mse(X, y, w) -> jax.Array:
-  """mean_n (<w, x_n> - y_n)^2 for w of shape (..., D)."""
-  return jnp.mean((w @ X.T - y) ** 2, axis=-1)
+  """mean_n (<w, x_n> - y_n)^2 for w of shape (C, D) (or (D,))."""
+  return jnp.mean((X @ jnp.atleast_2d(w).T - y[:, None]) ** 2, axis=0).reshape(jnp.shape(w)[:-1])
 
 
 def cosine_learning_rate(lr, num_steps, t):
@@ -65,8 +65,10 @@ def _fit(X, y, w0, learning_rates, num_steps, max_steps, *, potentials, momentum
   def step(_, carry):
     params, states = carry
     W = jnp.concatenate(params)  # block order
-    R = W @ X.T - y  # (C, N)
-    G = (2.0 / n) * (R @ X)  # (C, D): one pass over X for every column
+    # X @ W.T and R^T @ X: these operand orders are the fast ones on XLA:CPU (the transposed
+    # forms W @ X.T and X.T @ R run several times slower for skinny W).
+    R = X @ W.T - y[:, None]  # (N, C)
+    G = (2.0 / n) * (R.T @ X)  # (C, D): one pass over X for every column
     new_params, new_states, start = [], [], 0
     for tx, p, s in zip(txs, params, states):
       g = G[start:start + p.shape[0]]
