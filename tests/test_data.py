@@ -113,7 +113,11 @@ def test_paper_sizes_use_the_minimal_embedding(power, dim):
   assert time.perf_counter() - start < 5.0  # O(D log D): milliseconds, not a D x D factorisation
   assert emb.method == "minimal" and emb.size == 2 * (dim - 1)
   assert abs(emb.eigenvalues.min() - MIN_EIG[power]) < 1e-6  # valid with a wide margin
-  assert data.embedding_for(dim, power).method == "minimal"
+  # the sampler's embedding: the smallest FFT-friendly size (2^a 3^b 5^c) >= the minimal one
+  fast = data.embedding_for(dim, power)
+  assert fast.size == 2 * data.next_fast_size(dim - 1) >= emb.size
+  assert fast.method == ("minimal" if fast.size == emb.size else "padded")
+  assert abs(fast.eigenvalues.min() - MIN_EIG[power]) < 1e-3
   rows = 8
   x = np.asarray(data.correlated_gaussians(jax.random.key(dim + power), rows, dim, power))
   assert x.shape == (rows, dim) and np.all(np.isfinite(x))
@@ -124,6 +128,25 @@ def test_paper_sizes_use_the_minimal_embedding(power, dim):
   tail = x[:, -2000:]
   np.testing.assert_allclose(np.mean(tail * tail), 1.0, atol=0.1)
   np.testing.assert_allclose(np.mean(tail[:, :-1] * tail[:, 1:]), -0.5, atol=0.1)
+
+
+def test_next_fast_size():
+  for k in [1, 2, 7, 97, 1000, 19_999, 39_998, 11_099]:
+    m = data.next_fast_size(k)
+    assert m >= k
+    q = m
+    for p in (2, 3, 5):
+      while q % p == 0:
+        q //= p
+    assert q == 1
+    # no smaller 5-smooth number in [k, m)
+    for c in range(k, m):
+      q = c
+      for p in (2, 3, 5):
+        while q % p == 0:
+          q //= p
+      assert q != 1
+  assert data.next_fast_size(19_999) == 20_000
 
 
 def test_padded_embedding_when_minimal_is_negative():

@@ -12,6 +12,7 @@ from mdgeom.data.regression import (
     correlated_gaussians,
     correlation_sequence,
     embedding_for,
+    next_fast_size,
     regression_inputs,
     regression_problem,
 )
@@ -23,6 +24,7 @@ __all__ = [
     "correlated_gaussians",
     "correlation_sequence",
     "embedding_for",
+    "next_fast_size",
     "regression",
     "regression_inputs",
     "regression_problem",
