@@ -33,16 +33,15 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 from tqdm import tqdm
 
+from experiments import _cli
 from mdgeom import analysis, linear, potentials, results, solve
 from mdgeom.data import regression_problem
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/linear_regression.py",
-                                          "Experiment config.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/linreg", "Where results are written.")
+PRNG_IMPLS = ("threefry2x32", "rbg", "unsafe_rbg")
+
 
 
 def group_key(config, corr_power, n_d, width):
@@ -66,7 +65,10 @@ def make_pool(config, corr_power):
   rather than once per cell.
   """
   n_max, d_max = pool_shape(config)
-  key = jax.random.fold_in(jax.random.PRNGKey(config.seed), int(corr_power * 1000))
+  # prng_impl "rbg" draws the ~3 N D random numbers per seed about 2-3x faster on CPU than
+  # threefry; threefry (the default) gives the same inputs on every backend.
+  key = jax.random.fold_in(jax.random.key(config.seed, impl=config.prng_impl),
+                           int(corr_power * 1000))
   X, y = [], []
   for s in range(config.num_seeds + 1):
     xs, ys = regression_problem(jax.random.fold_in(key, s), n_max, d_max, corr_power,
@@ -172,6 +174,8 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
 
 
 def _validate(config):
+  if config.prng_impl not in PRNG_IMPLS:
+    raise ValueError(f"prng_impl must be one of {PRNG_IMPLS}, got {config.prng_impl!r}.")
   for name in config.potentials:
     potentials.get(name)
   if config.num_seeds < 1:
@@ -243,12 +247,5 @@ def summary(res: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
-  del argv
-  res = run(_CONFIG.value, _WORKDIR.value)
-  print(summary(res))
-  print(f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
-
-
 if __name__ == "__main__":
-  app.run(main)
+  _cli.main(run, summary, "configs/linear_regression.py", "runs/linreg")

@@ -24,14 +24,12 @@ import time
 import jax
 import jax.numpy as jnp
 import numpy as np
-from absl import app, flags, logging
-from ml_collections import config_flags
+from absl import logging
 from tqdm import tqdm
 
+from experiments import _cli
 from mdgeom import analysis, potentials, results, synthetic
 
-_CONFIG = config_flags.DEFINE_config_file("config", "configs/robustness.py", "Experiment config.")
-_WORKDIR = flags.DEFINE_string("workdir", "runs/robustness", "Where results are written.")
 
 
 def _split_pnorms(names):
@@ -161,12 +159,5 @@ def summary(res: dict) -> str:
   return "\n".join(lines)
 
 
-def main(argv):
-  del argv
-  res = run(_CONFIG.value, _WORKDIR.value)
-  print(summary(res))
-  print(f"results: {os.path.join(_WORKDIR.value, 'results.json')}")
-
-
 if __name__ == "__main__":
-  app.run(main)
+  _cli.main(run, summary, "configs/robustness.py", "runs/robustness")

@@ -277,6 +277,22 @@ def _check_inverse_hessian(pot, w0, what):
         "potential with f'' > 0 there.")
 
 
+@jax.jit
+def _gram_eigenvalues(X):
+  return jnp.linalg.eigvalsh(X @ X.T)
+
+
+def _rank(X) -> int:
+  """The numerical rank of X from the eigenvalues of the N x N Gram matrix X X^T (float64):
+  eigenvalues above ev_max * max(N, D) * eps, i.e. singular values above s_max * sqrt(max(N, D)
+  * eps) ~ 1e-6 s_max. Below that, X H^{-1} X^T (Eq. 15) has a condition number beyond ~1e12
+  and the multipliers are not determined in float64 either. (An O(N^2 D) product that XLA runs
+  well; numpy's SVD of the N x D matrix fights XLA's threads for the cores.)"""
+  with jax.enable_x64(True):
+    ev = np.asarray(_gram_eigenvalues(jnp.asarray(X, jnp.float64)))
+  return int(np.sum(ev > ev.max() * max(X.shape) * np.finfo(np.float64).eps))
+
+
 def _dense_inputs(potential, X, y, w0, dt):
   """Validates and casts (X, y, w0); must run inside the precision context."""
   pot = potentials_lib.get(potential)
@@ -295,7 +311,7 @@ def _dense_inputs(potential, X, y, w0, dt):
   _checks.check_finite(X_np.astype(np.float64), "X")
   _checks.check_finite(y_np.astype(np.float64), "y")
   pot.check_weights(w0_np.astype(np.float64), "initial weights w0")
-  rank = int(np.linalg.matrix_rank(X_np.astype(np.float64)))
+  rank = _rank(X_np)
   if rank < n:
     raise ValueError(
         f"X has rank {rank} < N = {n} constraints (shape {X_np.shape}): X w = y has no solution "

@@ -1,0 +1,145 @@
+"""Benchmark: wall time of the linear-regression grid (Fig. 3A/6) and of its parts against the
+authors' approach, measured in one run.
+
+    python benchmarks/linear_regression_grid.py            # components + the :small grid
+    python benchmarks/linear_regression_grid.py --full     # + the paper's full trained grid, then
+                                                           #   the closed-form comparison alone
+
+Components, each against the authors' logic on the same sizes (D = 2e4, N = D^0.75 = 1681):
+  inputs    correlated inputs for one seed: circulant embedding + FFT (mdgeom.data) vs a dense
+            Cholesky factor of the D x D correlation matrix and a matrix product (authors). The
+            authors factor once per correlation power and multiply 31 seeds' worth of normals.
+  training  the learning-rate search (16 rates) and 30 seeds for one potential at the largest
+            cell: fused columns + vmap over seeds (mdgeom.linear) vs one run after another
+            (authors), the latter measured on a few runs and scaled to 16 + 30 runs.
+The full grid is run with the experiment itself (closed form off), then its closed-form
+comparison is timed separately from the cells' recorded closed_form_seconds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import tempfile
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import scipy.linalg
+
+from configs import linear_regression as lr_config
+from experiments import linear_regression
+from mdgeom import data, linear
+
+
+def _time(fn, repeats=1):
+  best = float("inf")
+  out = None
+  for _ in range(repeats):
+    t = time.perf_counter()
+    out = fn()
+    jax.block_until_ready(jax.tree.leaves(out))
+    best = min(best, time.perf_counter() - t)
+  return best, out
+
+
+def inputs_component(dim=20_000, n=1681, power=1):
+  key = jax.random.PRNGKey(0)
+  data.regression_inputs(key, n, dim, power)  # compile
+  ours, _ = _time(lambda: data.regression_inputs(key, n, dim, power), repeats=2)
+  r = data.correlation_sequence(dim, power)
+  t = time.perf_counter()
+  L = np.linalg.cholesky(scipy.linalg.toeplitz(r))
+  t_chol = time.perf_counter() - t
+  rng = np.random.default_rng(0)
+  z = rng.standard_normal((n, dim)).astype(np.float32)
+  L32 = L.astype(np.float32)
+  del L
+  t = time.perf_counter()
+  _ = z @ L32.T + (rng.random((n, dim), dtype=np.float32) - 0.5)
+  t_mat = time.perf_counter() - t
+  print(f"inputs, D={dim}, N={n}, one seed: FFT embedding {ours:.2f} s; dense: Cholesky "
+        f"{t_chol:.1f} s (once per correlation power) + product {t_mat:.1f} s per seed")
+  per_c_ours = 31 * ours
+  per_c_dense = t_chol + 31 * t_mat
+  print(f"  31 seeds per correlation power: {per_c_ours:.0f} s vs {per_c_dense:.0f} s "
+        f"(ratio {per_c_dense / per_c_ours:.1f}x)")
+
+
+def training_component(dim=20_000, n=1681, sequential_runs=3):
+  config = _cfg_with_seeds(lr_config.get_config(), 30)
+  X, y, w0 = linear_regression.make_data(config, 1, 0.75, dim)
+  grid = config.lr_grid
+  pot = "negative_entropy"
+  search = lambda: linear.search_learning_rate(X[-1], y[-1], w0[-1], [pot], grid, max_steps=100)
+  search()  # compile
+  fused_search, found = _time(search)
+  lr = found[0].learning_rate
+  linear.fit(X[:30], y[:30], w0[:30], [pot], [lr], [100]).loss.block_until_ready()  # compile
+  fused_seeds, _ = _time(lambda: linear.fit(X[:30], y[:30], w0[:30], [pot], [lr], [100]).loss)
+  # the authors' order: one (learning rate or seed) run at a time, 100 full-batch epochs each
+  one = lambda s: linear.fit(X[s], y[s], w0[s], [pot], [lr], [100]).loss
+  one(0).block_until_ready()
+  t = time.perf_counter()
+  for s in range(sequential_runs):
+    one(s).block_until_ready()
+  per_run = (time.perf_counter() - t) / sequential_runs
+  seq_total = per_run * (len(grid) + 30)
+  ours = fused_search + fused_seeds
+  print(f"training, largest cell (D={dim}, N={n}, {pot}, 100 epochs): lr search over "
+        f"{len(grid)} rates {fused_search:.1f} s + 30 seeds {fused_seeds:.1f} s = {ours:.1f} s; "
+        f"one run after another: {per_run:.2f} s per run x {len(grid) + 30} runs = "
+        f"{seq_total:.0f} s (measured on {sequential_runs} runs); ratio {seq_total / ours:.1f}x")
+
+
+def _cfg_with_seeds(config, seeds):
+  config = config.copy_and_resolve_references()
+  config.num_seeds = seeds
+  return config
+
+
+def grid(variant: str, closed_form: bool):
+  config = lr_config.get_config(variant)
+  config.closed_form.enabled = closed_form
+  with tempfile.TemporaryDirectory() as workdir:
+    t = time.perf_counter()
+    res = linear_regression.run(config, workdir)
+    wall = time.perf_counter() - t
+  return wall, res
+
+
+def main():
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("--full", action="store_true", help="also run the paper's full grid")
+  parser.add_argument("--skip-components", action="store_true")
+  args = parser.parse_args()
+  print(f"device: {jax.devices()[0]}, {os.cpu_count()} CPUs")
+  if not args.skip_components:
+    inputs_component()
+    training_component()
+  wall, res = grid("small", closed_form=True)
+  cf = sum(c["closed_form_seconds"] for c in res["cells"])
+  print(f":small grid (4 widths x 2 N-scalings x 2 correlations x 3 potentials, 5 seeds, closed "
+        f"form for all seeds): {wall:.1f} s wall, of which closed form {cf:.1f} s")
+  if args.full:
+    wall, res = grid("paper", closed_form=False)
+    unconverged = sum(len(c["converged"]) - sum(c["converged"]) for c in res["cells"])
+    print(f"full trained grid (10 widths x 2 x 2 x 3 potentials, 30 seeds, lr search): "
+          f"{wall:.0f} s = {wall / 60:.1f} min; {unconverged} of "
+          f"{sum(len(c['converged']) for c in res['cells'])} seed runs above the loss target")
+    config = lr_config.get_config("paper")
+    t = time.perf_counter()
+    with tempfile.TemporaryDirectory() as workdir:
+      res_cf = linear_regression.run(config, workdir)
+    wall_cf = time.perf_counter() - t
+    cf = sum(c["closed_form_seconds"] for c in res_cf["cells"])
+    seeds = sum(c["closed_form_seeds"] for c in res_cf["cells"])
+    print(f"full grid with the closed-form comparison: {wall_cf:.0f} s wall, of which closed form "
+          f"{cf:.0f} s for {seeds} exact solutions (config: {config.closed_form.num_seeds} seeds "
+          f"per cell, {config.closed_form.large_num_seeds} where N^2 D > "
+          f"{config.closed_form.large_cost:g})")
+
+
+if __name__ == "__main__":
+  main()
