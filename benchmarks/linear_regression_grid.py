@@ -12,8 +12,9 @@ Components, each against the authors' logic on the same sizes (D = 2e4, N = D^0.
   training  the learning-rate search (16 rates) and 30 seeds for one potential at the largest
             cell: fused columns + vmap over seeds (mdgeom.linear) vs one run after another
             (authors), the latter measured on a few runs and scaled to 16 + 30 runs.
-The full grid is run with the experiment itself (closed form off), then its closed-form
-comparison is timed separately from the cells' recorded closed_form_seconds.
+The full grid is run with the experiment itself (closed form off); the closed-form comparison is
+timed separately: for the :small grid (all seeds) and, per potential, for one seed of the
+largest cell (its cost decides how many seeds the full grid's config compares).
 """
 
 from __future__ import annotations
@@ -128,17 +129,24 @@ def main():
     print(f"full trained grid (10 widths x 2 x 2 x 3 potentials, 30 seeds, lr search): "
           f"{wall:.0f} s = {wall / 60:.1f} min; {unconverged} of "
           f"{sum(len(c['converged']) for c in res['cells'])} seed runs above the loss target")
-    config = lr_config.get_config("paper")
+    closed_form_largest_cell()
+
+
+def closed_form_largest_cell(seeds=1):
+  """The exact solution (Eq. 8/13) at the largest cell, per potential, on `seeds` seeds."""
+  from mdgeom import solve
+  config = lr_config.get_config("paper")
+  width, n_d = max(config.widths), max(config.n_d_exponents)
+  pool = linear_regression.make_pool(_cfg_with_seeds(config, seeds), 1)
+  X, y, w0 = linear_regression.make_data(_cfg_with_seeds(config, seeds), 1, n_d, width, pool)
+  for name in config.potentials:
     t = time.perf_counter()
-    with tempfile.TemporaryDirectory() as workdir:
-      res_cf = linear_regression.run(config, workdir)
-    wall_cf = time.perf_counter() - t
-    cf = sum(c["closed_form_seconds"] for c in res_cf["cells"])
-    seeds = sum(c["closed_form_seeds"] for c in res_cf["cells"])
-    print(f"full grid with the closed-form comparison: {wall_cf:.0f} s wall, of which closed form "
-          f"{cf:.0f} s for {seeds} exact solutions (config: {config.closed_form.num_seeds} seeds "
-          f"per cell, {config.closed_form.large_num_seeds} where N^2 D > "
-          f"{config.closed_form.large_cost:g})")
+    sol = solve.min_bregman_solution(name, np.asarray(X[0], np.float64),
+                                     np.asarray(y[0], np.float64), np.asarray(w0[0], np.float64),
+                                     tol=config.closed_form.tol,
+                                     max_iter=config.closed_form.max_iter, raise_on_failure=False)
+    print(f"closed form, D={width}, N={X.shape[1]}, {name}: {time.perf_counter() - t:.1f} s per "
+          f"seed ({sol.iterations} Newton steps, converged {sol.converged})")
 
 
 if __name__ == "__main__":
