@@ -3,8 +3,9 @@
     python -m figures.linear_regression runs/linreg/results.json --out=figures/fig6_linear_regression.png
 
 Rows: trained potential; columns: (Delta-CDF, magnitude) for each input-correlation power c.
-Lines: median over seeds for N = D^0.5 and N = D^0.75, bands: 5-95% quantiles; dashed: the exact
-(closed-form) solution's Delta-CDF where computed.
+Lines: median over the converged seeds (final loss below the target; the others are flagged in
+the results and left out here) for N = D^0.5 and N = D^0.75, bands: 5-95% quantiles; dashed: the
+exact (closed-form) solution's Delta-CDF where computed.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from mdgeom import results  # noqa: E402
 COLORS = {0.5: "#D55E00", 0.75: "#0072B2"}
 
 
-def _band(values):
-  v = np.asarray([x for x in values if x is not None], np.float64)  # null: diverged seed
+def _band(values, keep=None):
+  keep = [True] * len(values) if keep is None else keep
+  v = np.asarray([x for x, k in zip(values, keep) if x is not None and k], np.float64)
   if v.size == 0:
     return np.nan, np.nan, np.nan
   return np.quantile(v, 0.5), np.quantile(v, 0.05), np.quantile(v, 0.95)
@@ -47,7 +49,8 @@ def plot(res: dict, out: str) -> list[str]:
           continue
         widths = [x["width"] for x in sel]
         for ax, key in ((ax_d, "delta_cdf"), (ax_m, "magnitude")):
-          med, lo, hi = np.array([_band(x[key]) for x in sel]).T
+          # seeds above the loss target (flagged in the results) are left out of the bands
+          med, lo, hi = np.array([_band(x[key], x["converged"]) for x in sel]).T
           ax.plot(widths, med, lw=2, color=COLORS.get(a), label=f"$N = D^{{{a}}}$")
           ax.fill_between(widths, lo, hi, alpha=0.3, color=COLORS.get(a))
         cf = np.array([_band(x["closed_form_delta_cdf"])[0] for x in sel])
