@@ -364,9 +364,6 @@ def run(config, workdir: str) -> dict:
   return results.to_jsonable(out)
 
 
-def _short(name: str) -> str:
-  return "NE" if name == "negative_entropy" else name.replace("-norm", "")
-
 
 def summary(res: dict) -> str:
   """Median exact magnitude (and prediction (B)) per potential and c, one table per init and N."""
@@ -380,7 +377,7 @@ def summary(res: dict) -> str:
       for name in res["potentials"]:
         r = res[init][name]
         cells = [f"{_fmt(m)} ({_fmt(b)})" for m, b in zip(r["magnitude_median"][j], r["bound"][j])]
-        lines.append(f"{_short(name):<6}" + "".join(f"{c:>17}" for c in cells))
+        lines.append(f"{potentials.short_label(name):<6}" + "".join(f"{c:>17}" for c in cells))
   lines.append(f"{len(res['failures'])} solve(s) did not converge or could not be measured.")
   return "\n".join(lines)
 

@@ -142,9 +142,6 @@ def run(config, workdir: str) -> dict:
   return results.to_jsonable(out)
 
 
-def _short(name: str) -> str:
-  return "NE" if name == "negative_entropy" else name.replace("-norm", "")
-
 
 def summary(res: dict) -> str:
   """The mean Delta-CDF tables, [true potential x hypothesised], one per initialisation."""
@@ -153,9 +150,9 @@ def summary(res: dict) -> str:
   for init in res["config"]["initializations"]:
     lines.append(f"{init} initialisation: mean Delta-CDF over {res['config']['num_seeds']} seeds "
                  "[true potential x hypothesised]")
-    lines.append(f"{'true':<8}" + "".join(f"{_short(h):>7}" for h in hyp))
+    lines.append(f"{'true':<8}" + "".join(f"{potentials.short_label(h):>7}" for h in hyp))
     for t, row in zip(res["true_potentials"], res[init]["delta_cdf_mean"]):
-      lines.append(f"{_short(t):<8}" + "".join(f"{v:7.3f}" for v in row))
+      lines.append(f"{potentials.short_label(t):<8}" + "".join(f"{v:7.3f}" for v in row))
   return "\n".join(lines)
 
 

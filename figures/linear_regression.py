@@ -10,8 +10,6 @@ exact (closed-form) solution's Delta-CDF where computed.
 
 from __future__ import annotations
 
-import argparse
-import os
 
 import matplotlib
 
@@ -19,7 +17,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mdgeom import results  # noqa: E402
+from figures import _common  # noqa: E402
 
 COLORS = {0.5: "#D55E00", 0.75: "#0072B2"}
 
@@ -67,27 +65,12 @@ def plot(res: dict, out: str) -> list[str]:
     ax.set_xlabel("width D (number of weights)")
   axes[0, 0].legend(fontsize=7)
   fig.tight_layout()
-  stem, _ = os.path.splitext(out)
-  written = []
-  for ext in (".png", ".pdf"):
-    os.makedirs(os.path.dirname(os.path.abspath(stem + ext)), exist_ok=True)
-    fig.savefig(stem + ext, dpi=120)
-    written.append(stem + ext)
-  plt.close(fig)
-  return written
+  return _common.save(fig, out, dpi=120)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("results", nargs="?", default="runs/linreg/results.json")
-  parser.add_argument("--out", default="figures/fig6_linear_regression.png")
-  args = parser.parse_args(argv)
-  if not os.path.exists(args.results):
-    raise SystemExit(f"no results file at {args.results}: run `python -m "
-                     "experiments.linear_regression --config=configs/linear_regression.py "
-                     "--workdir=runs/linreg` first.")
-  for path in plot(results.read_json(args.results), args.out):
-    print(f"wrote {path}")
+  _common.main(plot, __doc__, "runs/linreg/results.json", "figures/fig6_linear_regression.png",
+               "python -m experiments.linear_regression --config=configs/linear_regression.py --workdir=runs/linreg", argv)
 
 
 if __name__ == "__main__":

@@ -12,9 +12,7 @@ Writes a PNG and a PDF beside each other.
 
 from __future__ import annotations
 
-import argparse
 import math
-import os
 
 import matplotlib
 
@@ -22,7 +20,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mdgeom import results  # noqa: E402
+from figures import _common  # noqa: E402
 
 COLORS = {"negative_entropy": "#0072B2", "1.5-norm": "#CC79A7", "2-norm": "#009E73",
           "3-norm": "#D55E00"}
@@ -97,27 +95,12 @@ def plot(res: dict, out: str) -> list[str]:
                fontsize=10)
   n_legend_rows = math.ceil((len(handles) + len(extra)) / 4)
   fig.tight_layout(rect=(0, 0.035 * n_legend_rows + 0.02, 1, 0.95))
-  stem, _ = os.path.splitext(out)
-  written = []
-  for ext in (".png", ".pdf"):
-    path = stem + ext
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=150)
-    written.append(path)
-  plt.close(fig)
-  return written
+  return _common.save(fig, out, dpi=150)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("results", nargs="?", default="runs/regimes/results.json")
-  parser.add_argument("--out", default="figures/fig_regimes.png")
-  args = parser.parse_args(argv)
-  if not os.path.exists(args.results):
-    raise SystemExit(f"no results file at {args.results}: run `python -m experiments.regimes "
-                     "--config=configs/regimes.py --workdir=runs/regimes` first.")
-  for path in plot(results.read_json(args.results), args.out):
-    print(f"wrote {path}")
+  _common.main(plot, __doc__, "runs/regimes/results.json", "figures/fig_regimes.png",
+               "python -m experiments.regimes --config=configs/regimes.py --workdir=runs/regimes", argv)
 
 
 if __name__ == "__main__":

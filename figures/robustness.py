@@ -7,8 +7,6 @@ Reads the results file written by `experiments.robustness`; writes a PNG and a P
 
 from __future__ import annotations
 
-import argparse
-import os
 
 import matplotlib
 
@@ -16,14 +14,12 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
-from mdgeom import results  # noqa: E402
+from figures import _common  # noqa: E402
+from mdgeom import potentials  # noqa: E402
 
 COLORS = {"negative_entropy": "#0072B2", "2-norm": "#009E73", "3-norm": "#D55E00"}
 TITLES = {"gaussian": "Gaussian initialisation", "lognormal": "log-normal initialisation"}
 
-
-def _label(name: str) -> str:
-  return "NE" if name == "negative_entropy" else name.replace("-norm", "")
 
 
 def plot(res: dict, out: str) -> list[str]:
@@ -39,7 +35,7 @@ def plot(res: dict, out: str) -> list[str]:
       color = COLORS.get(t)
       ax.plot(x, mean, lw=2, color=color, label=f"true: {t.replace('_', ' ')}")
       ax.fill_between(x, mean - std, mean + std, alpha=0.3, color=color)
-    ax.set_xticks(x, [_label(h) for h in hyp], rotation=90 if len(hyp) > 8 else 0)
+    ax.set_xticks(x, [potentials.short_label(h) for h in hyp], rotation=90 if len(hyp) > 8 else 0)
     ax.set_xlabel(r"hypothesised potential $\psi$ (p of the p-norm; NE = negative entropy)")
     ax.set_title(f"{TITLES.get(init, init)} ({res['config']['num_seeds']} seeds)")
     ax.set_ylim(bottom=0)
@@ -47,27 +43,12 @@ def plot(res: dict, out: str) -> list[str]:
   axes[0][0].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
   axes[0][0].legend(loc="upper center")
   fig.tight_layout()
-  stem, _ = os.path.splitext(out)
-  written = []
-  for ext in (".png", ".pdf"):
-    path = stem + ext
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    fig.savefig(path, dpi=150)
-    written.append(path)
-  plt.close(fig)
-  return written
+  return _common.save(fig, out, dpi=150)
 
 
 def main(argv=None):
-  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-  parser.add_argument("results", nargs="?", default="runs/robustness/results.json")
-  parser.add_argument("--out", default="figures/fig3b_robustness.png")
-  args = parser.parse_args(argv)
-  if not os.path.exists(args.results):
-    raise SystemExit(f"no results file at {args.results}: run `python -m experiments.robustness "
-                     "--config=configs/robustness.py --workdir=runs/robustness` first.")
-  for path in plot(results.read_json(args.results), args.out):
-    print(f"wrote {path}")
+  _common.main(plot, __doc__, "runs/robustness/results.json", "figures/fig3b_robustness.png",
+               "python -m experiments.robustness --config=configs/robustness.py --workdir=runs/robustness", argv)
 
 
 if __name__ == "__main__":

@@ -508,6 +508,12 @@ def register(name: str, factory) -> None:
   _REGISTRY[key] = factory
 
 
+def short_label(name: str) -> str:
+  """A compact label for tables and axes: "NE" for negative entropy, "2.5" for "2.5-norm"."""
+  name = get(name).name if not isinstance(name, str) else name
+  return "NE" if name == "negative_entropy" else name.replace("-norm", "")
+
+
 def registered_names() -> list[str]:
   return sorted(_REGISTRY)
 

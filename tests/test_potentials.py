@@ -243,3 +243,10 @@ def test_numeric_inverse_out_of_range_is_nan_not_garbage():
   out = bounded.inverse_mirror_map(jnp.array([0.5, 2.0, -3.0]))
   np.testing.assert_allclose(out[0], np.arctanh(0.5), rtol=1e-5)
   assert np.isnan(out[1]) and np.isnan(out[2])
+
+
+def test_short_label():
+  assert P.short_label("negative_entropy") == "NE"
+  assert P.short_label("2.5-norm") == "2.5"
+  assert P.short_label(P.pnorm(3.0)) == "3"
+  assert P.short_label("hypentropy:0.1") == "hypentropy:0.1"
