@@ -35,8 +35,8 @@ def plot(res: dict, out: str) -> list[str]:
   pots = list(dict.fromkeys(c["potential"] for c in cells))
   powers = sorted({c["corr_power"] for c in cells})
   n_ds = sorted({c["n_d"] for c in cells})
-  fig, axes = plt.subplots(len(pots), 2 * len(powers), figsize=(4 * len(powers) * 2, 2.8 * len(pots)),
-                           squeeze=False, sharex=True)
+  fig, axes = plt.subplots(len(pots), 2 * len(powers),
+                           figsize=(8 * len(powers), 2.8 * len(pots)), squeeze=False, sharex=True)
   for r, pot in enumerate(pots):
     for k, c in enumerate(powers):
       ax_d, ax_m = axes[r, 2 * k], axes[r, 2 * k + 1]
@@ -70,7 +70,9 @@ def plot(res: dict, out: str) -> list[str]:
 
 def main(argv=None):
   _common.main(plot, __doc__, "runs/linreg/results.json", "figures/fig6_linear_regression.png",
-               "python -m experiments.linear_regression --config=configs/linear_regression.py --workdir=runs/linreg", argv)
+               ("python -m experiments.linear_regression "
+                "--config=configs/linear_regression.py "
+                "--workdir=runs/linreg"), argv)
 
 
 if __name__ == "__main__":

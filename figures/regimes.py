@@ -100,7 +100,9 @@ def plot(res: dict, out: str) -> list[str]:
 
 def main(argv=None):
   _common.main(plot, __doc__, "runs/regimes/results.json", "figures/fig_regimes.png",
-               "python -m experiments.regimes --config=configs/regimes.py --workdir=runs/regimes", argv)
+               ("python -m experiments.regimes "
+                "--config=configs/regimes.py "
+                "--workdir=runs/regimes"), argv)
 
 
 if __name__ == "__main__":

@@ -48,7 +48,9 @@ def plot(res: dict, out: str) -> list[str]:
 
 def main(argv=None):
   _common.main(plot, __doc__, "runs/robustness/results.json", "figures/fig3b_robustness.png",
-               "python -m experiments.robustness --config=configs/robustness.py --workdir=runs/robustness", argv)
+               ("python -m experiments.robustness "
+                "--config=configs/robustness.py "
+                "--workdir=runs/robustness"), argv)
 
 
 if __name__ == "__main__":

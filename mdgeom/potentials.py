@@ -201,7 +201,7 @@ class Potential:
     y = self.mirror_map(w) + delta
     return self.inverse_mirror_map(y, sign=jnp.sign(w), initial_guess=w)
 
-  # -- Bregman divergence ----------------------------------------------------------------------------
+  # -- Bregman divergence ------------------------------------------------------------------------
 
   def bregman(self, w, w_ref) -> Array:
     """D_phi(w, w_ref) = phi(w) - phi(w_ref) - <grad phi(w_ref), w - w_ref>  (Eq. 3).
@@ -218,7 +218,7 @@ class Potential:
       d = jnp.where(jnp.sign(w) != jnp.sign(w_ref), jnp.inf, d)
     return jnp.sum(d)
 
-  # -- validation ------------------------------------------------------------------------------------
+  # -- validation --------------------------------------------------------------------------------
 
   def check_weights(self, w, what: str = "weights") -> None:
     """Raises ValueError when concrete weights are outside the potential's domain."""
