@@ -115,12 +115,9 @@ def closed_form(config, pot, X, y, w0, w_trained, n, width):
       logging.warning("closed form for %s, seed %d did not converge (residual %.2e)", pot.name, s,
                       sol.residual)
       continue
-    y0 = np.asarray(pot.mirror_map(w0s))
-    y_star = np.asarray(pot.mirror_map(np.asarray(sol.w, np.float64)))
-    y_trained = np.asarray(pot.mirror_map(np.asarray(w_trained[s], np.float64)))
-    dc[s] = analysis.delta_cdf(y_star - y0)
-    if np.all(np.isfinite(y_trained)):  # else training diverged: the cell flags it, None here
-      dist[s] = float(np.linalg.norm(y_trained - y_star) / np.linalg.norm(y_star - y0))
+    dc[s] = analysis.delta_cdf(analysis.dual_change(pot, w0s, np.asarray(sol.w, np.float64)))
+    d = float(analysis.dual_distance(pot, np.asarray(w_trained[s], np.float64), sol.w, w0s))
+    dist[s] = d if np.isfinite(d) else None  # not finite: training diverged (flagged in the cell)
   return dc, dist, ok, k
 
 

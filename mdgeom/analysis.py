@@ -318,6 +318,21 @@ def change_magnitude(potential: PotentialLike, w0, w, *, allow_sign_flips: bool 
   return float(_change_magnitude_kernel(pot, jnp.ravel(w0), jnp.ravel(w), -1))
 
 
+def dual_distance(potential: PotentialLike, w, w_ref, w0) -> np.ndarray:
+  """||grad psi(w) - grad psi(w_ref)|| / ||grad psi(w_ref) - grad psi(w0)|| along the last axis.
+
+  How far weights w (e.g. trained, or a training trajectory with leading axes) are from reference
+  weights w_ref (e.g. the closed-form solution, Eq. 8/13) in the dual space, relative to the size
+  of the reference's dual change from w0. Float64; non-finite w (a diverged run) gives NaN.
+  """
+  pot = potentials_lib.get(potential)
+  with jax.enable_x64(True):
+    dual = lambda v: np.asarray(pot.mirror_map(jnp.asarray(v, jnp.float64)))
+    y, y_ref, y0 = dual(w), dual(w_ref), dual(w0)
+  with np.errstate(invalid="ignore", over="ignore"):
+    return np.linalg.norm(y - y_ref, axis=-1) / np.linalg.norm(y_ref - y0, axis=-1)
+
+
 # ----------------------------------------------------------------------------------------------
 # Ranking candidate geometries
 # ----------------------------------------------------------------------------------------------

@@ -115,10 +115,8 @@ def dual(pot, w) -> np.ndarray:
     return np.asarray(pot.mirror_map(jnp.asarray(w, jnp.float64)))
 
 
-def dual_distance(pot, w_traj, w_star, w0) -> np.ndarray:
-  """||grad phi(w_t) - grad phi(w*)|| / ||grad phi(w*) - grad phi(w0)|| for every row w_t."""
-  y_star, y0 = dual(pot, w_star), dual(pot, w0)
-  return np.linalg.norm(dual(pot, w_traj) - y_star, axis=-1) / np.linalg.norm(y_star - y0)
+# ||grad phi(w_t) - grad phi(w*)|| / ||grad phi(w*) - grad phi(w0)|| for every row w_t
+dual_distance = mdgeom.analysis.dual_distance
 
 
 def learning_rate(pot, A, w_star, n) -> float:

@@ -237,3 +237,16 @@ def test_ks_zero_mean_p_value_is_calibrated_under_the_null():
                 ["ks_zero_mean"]["p_value"] for i in range(150)])
   assert stats.kstest(p, "uniform").pvalue > 1e-3
   assert 0.01 <= np.mean(p < 0.1) <= 0.2
+
+
+def test_dual_distance_formula():
+  rng = np.random.default_rng(11)
+  w0 = rng.uniform(0.1, 1, 50)
+  w_ref = w0 * np.exp(0.1 * rng.standard_normal(50))
+  traj = w_ref * np.exp(0.01 * rng.standard_normal((4, 50)))
+  fp = lambda v: np.log(v) + 1  # negative entropy on positive weights
+  expected = np.linalg.norm(fp(traj) - fp(w_ref), axis=-1) / np.linalg.norm(fp(w_ref) - fp(w0))
+  np.testing.assert_allclose(A.dual_distance("negative_entropy", traj, w_ref, w0), expected,
+                             rtol=1e-10)
+  np.testing.assert_allclose(A.dual_distance("2-norm", w_ref, w_ref, w0), 0.0, atol=0)
+  assert np.isnan(A.dual_distance("2-norm", np.full(50, np.nan), w_ref, w0))
