@@ -1,0 +1,399 @@
+"""One training loop for every experiment: finetuning (Fig. 4), the RNN (Fig. 7A), SimSiam (7B).
+
+Stochastic mirror descent (`mdgeom.mirror_descent`, Eq. 5-7) with heavy-ball momentum, no weight
+decay and a cosine-annealed learning rate stepped once per epoch (torch's CosineAnnealingLR with
+T_max = epochs, as in the paper's code): eta_e = eta (1 + cos(pi e / E)) / 2 in epoch e.
+
+- Whole epochs are one jitted call: a `lax.scan` over the full batches (plus one step for a
+  smaller last batch, like torch's `drop_last=False`), so small models on a CPU are not bound by
+  Python dispatch. The data set lives on the devices (the paper's N = D^0.5 images fit easily).
+- Data parallel over all local devices (or `devices=`) with `jax.sharding`: parameters are
+  replicated, each batch is split along its first axis; XLA inserts the gradient all-reduce.
+- `precision="bfloat16"`: forward and backward in bfloat16, float32 master weights, optimizer
+  state and loss (mixed precision, as the paper's autocast).
+- Orbax checkpoints after every `checkpoint_every` epochs; a killed run given the same
+  `checkpoint_dir` resumes from the last one and ends with the same weights, because batch order
+  and dropout keys are functions of (seed, epoch, step) only.
+- `search_learning_rate`: the paper's grid search (lowest final loss) with epoch extension until
+  the training accuracy reaches the target.
+
+A task is a loss over a batch (`Task`); `classification_task(model)` is cross-entropy.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+from typing import Any, Callable, Mapping, NamedTuple, Optional, Sequence
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+
+from mdgeom import potentials as potentials_lib
+from mdgeom.optim import mirror_descent
+
+
+class Task(NamedTuple):
+  """What is trained.
+
+  loss: (params, state, batch, rng, train) -> (per_example_loss (B,), (metrics, new_state)),
+    where `metrics` maps names to per-example values (B,) (e.g. "correct" in {0, 1}) and
+    `new_state` holds the updated non-parameter collections (batch statistics).
+  """
+  loss: Callable
+
+
+def classification_task(model, label_smoothing: float = 0.0) -> Task:
+  """Softmax cross-entropy of a `mdgeom.models.Model` on batches {"image", "label"}."""
+
+  def loss(params, state, batch, rng, train):
+    variables = {"params": params, **state}
+    if train:
+      logits, new_stats = model.apply(variables, batch["image"], train=True)
+      new_state = {**state, "batch_stats": new_stats} if "batch_stats" in state else state
+    else:
+      logits, new_state = model.apply(variables, batch["image"], train=False), state
+    logits = logits.astype(jnp.float32)
+    labels = batch["label"]
+    onehot = jax.nn.one_hot(labels, logits.shape[-1])
+    if label_smoothing:
+      onehot = optax.smooth_labels(onehot, label_smoothing)
+    per_example = optax.softmax_cross_entropy(logits, onehot)
+    correct = (jnp.argmax(logits, -1) == labels).astype(jnp.float32)
+    return per_example, ({"correct": correct}, new_state)
+
+  return Task(loss)
+
+
+class FitResult(NamedTuple):
+  variables: Any          # {"params": ..., other collections}
+  final_loss: float       # mean training loss over the last epoch (the paper's selection value)
+  train_accuracy: float   # % correct on the training data in eval mode after training (or NaN)
+  learning_rate: float
+  epochs: int
+  loss_history: np.ndarray  # mean loss per epoch
+  seconds: float
+
+
+def cosine_epoch_lr(learning_rate, epoch, epochs):
+  """eta (1 + cos(pi e / E)) / 2: torch's CosineAnnealingLR(T_max=E), stepped once per epoch."""
+  return learning_rate * 0.5 * (1.0 + jnp.cos(jnp.pi * epoch / epochs))
+
+
+def make_mesh(devices: Optional[Sequence] = None) -> Mesh:
+  """A one-axis ("data") mesh over `devices` (default: all local devices)."""
+  devices = list(jax.local_devices() if devices is None else devices)
+  return Mesh(np.array(devices), ("data",))
+
+
+def _cast_floats(tree, dtype):
+  return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x,
+                      tree)
+
+
+def _batch_mean(task, precision):
+  compute = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
+
+  def f(params, state, batch, rng):
+    p = _cast_floats(params, compute) if compute != jnp.float32 else params
+    b = _cast_floats(batch, compute) if compute != jnp.float32 else batch
+    per_example, (metrics, new_state) = task.loss(p, state, b, rng, True)
+    new_state = jax.tree.map(lambda new, old: new.astype(old.dtype), new_state, state)
+    return jnp.mean(per_example.astype(jnp.float32)), (metrics, new_state)
+
+  return f
+
+
+class _Programs(NamedTuple):
+  scan_epoch: Callable
+  step: Callable
+  evaluate: Callable
+
+
+_PROGRAM_CACHE: dict = {}
+
+
+def _programs(task: Task, pot, momentum, precision, mesh: Mesh) -> _Programs:
+  """Jitted epoch/step/eval functions; cached so repeated fits (learning-rate grid, seeds,
+  epoch extensions) reuse one compilation: learning rate and epoch count are traced inputs."""
+  key = (task, id(pot), momentum, precision, mesh)
+  if key in _PROGRAM_CACHE:
+    return _PROGRAM_CACHE[key]
+  n_dev = mesh.devices.size
+  batch_sharding = NamedSharding(mesh, P("data"))
+  loss_mean = _batch_mean(task, precision)
+  grad_fn = jax.value_and_grad(loss_mean, has_aux=True)
+
+  def one_step(params, state, opt_state, data, idx, lr, rng):
+    batch = jax.tree.map(lambda a: a[idx], data)
+    if idx.shape[0] % n_dev == 0 and n_dev > 1:
+      batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
+    (loss, (metrics, state)), grads = grad_fn(params, state, batch, rng)
+    opt = mirror_descent(pot, learning_rate=lr, momentum=momentum)
+    updates, opt_state = opt.update(grads, opt_state, params)
+    params = optax.apply_updates(params, updates)
+    return params, state, opt_state, loss * idx.shape[0]
+
+  def scan_epoch(params, state, opt_state, data, perm, lr, key):
+    def body(carry, inp):
+      params, state, opt_state = carry
+      i, idx = inp
+      params, state, opt_state, loss_sum = one_step(params, state, opt_state, data, idx, lr,
+                                                    jax.random.fold_in(key, i))
+      return (params, state, opt_state), loss_sum
+    steps = jnp.arange(perm.shape[0])
+    (params, state, opt_state), losses = jax.lax.scan(body, (params, state, opt_state),
+                                                      (steps, perm))
+    return params, state, opt_state, jnp.sum(losses)
+
+  def step(params, state, opt_state, data, idx, lr, key, i):
+    return one_step(params, state, opt_state, data, idx, lr, jax.random.fold_in(key, i))
+
+  def evaluate(params, state, data, idx, mask):
+    # idx: (num_batches, B) padded with index 0; mask marks real examples.
+    def body(tot, inp):
+      ix, m = inp
+      batch = jax.tree.map(lambda a: a[ix], data)
+      per_example, (metrics, _) = task.loss(params, state, batch, jax.random.key(0), False)
+      out = {"loss": per_example.astype(jnp.float32), **metrics}
+      return {k: tot[k] + jnp.sum(out[k] * m) for k in tot}, None
+    init = {"loss": jnp.zeros([]), "correct": jnp.zeros([])}
+    tot, _ = jax.lax.scan(body, init, (idx, mask))
+    return tot
+
+  progs = _Programs(
+      # (pot is kept alive by the closures, so its id stays unique while cached)
+      jax.jit(scan_epoch, donate_argnums=(0, 1, 2)),
+      jax.jit(step, donate_argnums=(0, 1, 2)),
+      jax.jit(evaluate))
+  _PROGRAM_CACHE[key] = progs
+  return progs
+
+
+def _check_data(data: Mapping[str, Any]) -> int:
+  if not data:
+    raise ValueError("no training data given.")
+  sizes = {k: np.shape(v)[0] for k, v in data.items()}
+  if len(set(sizes.values())) != 1:
+    raise ValueError(f"data arrays have different numbers of examples: {sizes}.")
+  n = next(iter(sizes.values()))
+  if n == 0:
+    raise ValueError("the training data are empty.")
+  for k, v in data.items():
+    if np.issubdtype(np.asarray(v).dtype, np.floating) and not np.all(np.isfinite(v)):
+      raise ValueError(f"data[{k!r}] has NaN or Inf values.")
+  return n
+
+
+def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
+  """The order of the examples in an epoch: a function of (seed, epoch) only."""
+  return np.random.default_rng([seed, epoch, 0x5eed]).permutation(n)
+
+
+def evaluate(task: Task, variables, data: Mapping[str, Any], batch_size: int = 256,
+             devices: Optional[Sequence] = None) -> dict:
+  """Mean loss and accuracy (%) of `variables` on `data` in eval mode (batch norm running
+  averages, no dropout)."""
+  n = _check_data(data)
+  mesh = make_mesh(devices)
+  progs = _programs(task, potentials_lib.get("2-norm"), 0.0, "float32", mesh)
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+  nb = math.ceil(n / batch_size)
+  idx = np.zeros(nb * batch_size, np.int32)
+  idx[:n] = np.arange(n)
+  mask = (np.arange(nb * batch_size) < n).astype(np.float32)
+  tot = progs.evaluate(params, state, data, idx.reshape(nb, batch_size),
+                       mask.reshape(nb, batch_size))
+  return {"loss": float(tot["loss"]) / n, "accuracy": 100.0 * float(tot["correct"]) / n}
+
+
+def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_rate: float,
+        epochs: int, batch_size: int = 256, momentum: float = 0.9, seed: int = 0,
+        precision: str = "float32", devices: Optional[Sequence] = None,
+        checkpoint_dir: Optional[str] = None, checkpoint_every: int = 1,
+        accuracy: bool = True, progress: bool = True, desc: str = "") -> FitResult:
+  """Trains `variables` on `data` (a dict of arrays with a common first axis) with mirror descent.
+
+  Args:
+    task: the loss (`classification_task(model)` for images).
+    variables: {"params": ..., "batch_stats": ...} initial (e.g. pretrained) variables.
+    potential: a Potential or name; every parameter leaf is updated with it (the paper's code
+      applies the potential to all parameters; the analysis later excludes some).
+    learning_rate, epochs: peak learning rate of the per-epoch cosine schedule and its length.
+    batch_size: examples per step; the last batch of an epoch may be smaller.
+    seed: batch order and per-step keys come from it.
+    precision: "float32" or "bfloat16" (mixed precision).
+    devices: devices to split each batch over (default all local devices).
+    checkpoint_dir: if given, an orbax checkpoint is written every `checkpoint_every` epochs and
+      a run finds and resumes from the latest one.
+    accuracy: evaluate the training accuracy (%) in eval mode at the end.
+  """
+  if precision not in ("float32", "bfloat16"):
+    raise ValueError(f"unknown precision {precision!r}: use 'float32' or 'bfloat16'.")
+  if epochs < 1 or batch_size < 1:
+    raise ValueError(f"epochs and batch_size must be positive, got {epochs} and {batch_size}.")
+  if not (learning_rate > 0 and math.isfinite(learning_rate)):
+    raise ValueError(f"learning_rate must be positive and finite, got {learning_rate}.")
+  n = _check_data(data)
+  pot = potentials_lib.get(potential)
+  mesh = make_mesh(devices)
+  replicated = NamedSharding(mesh, P())
+  progs = _programs(task, pot, float(momentum), precision, mesh)
+  t0 = time.perf_counter()
+
+  params = variables["params"]
+  state = {k: v for k, v in variables.items() if k != "params"}
+  opt_state = mirror_descent(pot, learning_rate=1.0, momentum=momentum).init(params)
+  history = np.full(epochs, np.nan)
+  start = 0
+  manager = None
+  if checkpoint_dir is not None:
+    manager = _checkpoint_manager(checkpoint_dir)
+    restored = _restore(manager, params, state, opt_state, history)
+    if restored is not None:
+      start, params, state, opt_state, history = restored
+  put = lambda t: jax.device_put(t, replicated)
+  params, state, opt_state = put(params), put(state), put(opt_state)
+  # Copies: the jitted epoch donates its inputs, the caller keeps its own arrays.
+  params, state, opt_state = jax.tree.map(jnp.copy, (params, state, opt_state))
+  dev_data = put({k: jnp.asarray(v) for k, v in data.items()})
+  key = jax.random.key(seed)
+
+  n_full, rest = divmod(n, batch_size)
+  bar = _progress(range(start, epochs), progress, desc or f"{pot.name} lr={learning_rate:.0e}",
+                  initial=start, total=epochs)
+  for epoch in bar:
+    lr = jnp.float32(cosine_epoch_lr(learning_rate, epoch, epochs))
+    perm = epoch_permutation(seed, epoch, n).astype(np.int32)
+    ekey = jax.random.fold_in(key, epoch)
+    loss_sum = 0.0
+    if n_full:
+      params, state, opt_state, ls = progs.scan_epoch(
+          params, state, opt_state, dev_data, perm[:n_full * batch_size].reshape(n_full, -1),
+          lr, ekey)
+      loss_sum = ls
+    if rest:
+      params, state, opt_state, ls = progs.step(params, state, opt_state, dev_data,
+                                                perm[n_full * batch_size:], lr, ekey, n_full)
+      loss_sum = loss_sum + ls
+    history[epoch] = float(loss_sum) / n
+    if hasattr(bar, "set_postfix"):
+      bar.set_postfix(loss=f"{history[epoch]:.4g}")
+    if not np.isfinite(history[epoch]):
+      history[epoch + 1:] = np.nan
+      break  # diverged: the learning-rate search reads a NaN final loss
+    if manager is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
+      _save(manager, epoch + 1, params, state, opt_state, history)
+  if manager is not None:
+    manager.wait_until_finished()
+    manager.close()
+
+  out = {"params": params, **state}
+  acc = float("nan")
+  if accuracy and np.isfinite(history[-1]):
+    acc = evaluate(task, out, data, batch_size, devices)["accuracy"]
+  out = jax.device_get(out)
+  return FitResult(out, float(history[-1]), acc, float(learning_rate), int(epochs), history,
+                   time.perf_counter() - t0)
+
+
+def _progress(it, enabled, desc, initial, total):
+  if not enabled:
+    return it
+  from tqdm.auto import tqdm
+  return tqdm(it, desc=desc, initial=initial, total=total, leave=False, dynamic_ncols=True)
+
+
+def _quiet_orbax():
+  # Orbax logs several INFO lines per save through absl; keep its warnings only.
+  import logging
+  absl_logger = logging.getLogger("absl")
+  if not any(getattr(f, "_mdgeom", False) for f in absl_logger.filters):
+    def keep(record):
+      return record.levelno >= logging.WARNING or "/orbax/" not in record.pathname
+    keep._mdgeom = True
+    absl_logger.addFilter(keep)
+
+
+def _checkpoint_manager(directory):
+  import orbax.checkpoint as ocp
+  _quiet_orbax()
+  directory = os.path.abspath(directory)
+  opts = ocp.CheckpointManagerOptions(max_to_keep=1, create=True)
+  return ocp.CheckpointManager(directory, options=opts)
+
+
+def _save(manager, epoch, params, state, opt_state, history):
+  import orbax.checkpoint as ocp
+  item = {"params": params, "state": state, "opt_state": opt_state,
+          "history": np.asarray(history)}
+  manager.save(epoch, args=ocp.args.StandardSave(item))
+
+
+def _restore(manager, params, state, opt_state, history):
+  import orbax.checkpoint as ocp
+  step = manager.latest_step()
+  if step is None:
+    return None
+  target = {"params": params, "state": state, "opt_state": opt_state,
+            "history": np.asarray(history)}
+  abstract = jax.tree.map(ocp.utils.to_shape_dtype_struct, target)
+  item = manager.restore(step, args=ocp.args.StandardRestore(abstract))
+  return (int(step), item["params"], item["state"], item["opt_state"],
+          np.asarray(item["history"]))
+
+
+class SearchResult(NamedTuple):
+  learning_rate: float
+  epochs: int
+  reached_target: bool
+  final_loss: float
+  train_accuracy: float
+  table: list  # [{"epochs", "learning_rate", "final_loss", "train_accuracy"}]
+
+
+def paper_learning_rates(num: int = 5, low: float = 1e-5, high: float = 1e-1) -> np.ndarray:
+  """The paper's finetuning grid: `num` values log-spaced in [low, high]."""
+  return np.logspace(np.log10(low), np.log10(high), num)
+
+
+def search_learning_rate(train_fn: Callable[[float, int], FitResult],
+                         learning_rates: Sequence[float], epochs: int = 30,
+                         extra_epochs: int = 30, max_extensions: int = 4,
+                         target_accuracy: float = 100.0, log: Callable = print) -> SearchResult:
+  """The paper's search: train with every learning rate for `epochs` epochs, keep the one with
+  the lowest final training loss (NaN = diverged, skipped); if its training accuracy is below the
+  target, add `extra_epochs` and search again, at most `max_extensions` times.
+
+  `train_fn(learning_rate, epochs) -> FitResult` trains one candidate.
+  """
+  table = []
+  for ext in range(max_extensions + 1):
+    n_epochs = epochs + ext * extra_epochs
+    res = [train_fn(float(lr), n_epochs) for lr in learning_rates]
+    for lr, r in zip(learning_rates, res):
+      table.append({"epochs": n_epochs, "learning_rate": float(lr), "final_loss": r.final_loss,
+                    "train_accuracy": r.train_accuracy})
+    losses = np.array([r.final_loss for r in res], float)
+    if np.all(np.isnan(losses)):
+      raise FloatingPointError(f"every learning rate diverged at {n_epochs} epochs: "
+                               f"{list(map(float, learning_rates))}.")
+    best = int(np.nanargmin(losses))
+    acc = res[best].train_accuracy
+    log(f"  {n_epochs} epochs: best lr {learning_rates[best]:.1e}, final loss "
+        f"{losses[best]:.3g}, train accuracy {acc:.1f}%")
+    if acc >= target_accuracy:
+      return SearchResult(float(learning_rates[best]), n_epochs, True, float(losses[best]), acc,
+                          table)
+  return SearchResult(float(learning_rates[best]), n_epochs, False, float(losses[best]), acc,
+                      table)
+
+
+__all__ = ["FitResult", "SearchResult", "Task", "classification_task", "cosine_epoch_lr",
+           "epoch_permutation", "evaluate", "fit", "make_mesh", "paper_learning_rates",
+           "search_learning_rate"]
