@@ -154,14 +154,20 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh) -> _Programs:
     return one_step(params, state, opt_state, data, idx, lr, jax.random.fold_in(key, i))
 
   def evaluate(params, state, data, idx, mask):
-    # idx: (num_batches, B) padded with index 0; mask marks real examples.
-    def body(tot, inp):
-      ix, m = inp
+    # idx: (num_batches, B) padded with index 0; mask marks real examples. Sums the loss and
+    # every per-example metric of the task.
+    def outputs(ix):
       batch = jax.tree.map(lambda a: a[ix], data)
       per_example, (metrics, _) = task.loss(params, state, batch, jax.random.key(0), False)
-      out = {"loss": per_example.astype(jnp.float32), **metrics}
+      return {"loss": per_example.astype(jnp.float32),
+              **{k: v.astype(jnp.float32) for k, v in metrics.items()}}
+
+    def body(tot, inp):
+      ix, m = inp
+      out = outputs(ix)
       return {k: tot[k] + jnp.sum(out[k] * m) for k in tot}, None
-    init = {"loss": jnp.zeros([]), "correct": jnp.zeros([])}
+    shapes = jax.eval_shape(outputs, idx[0])
+    init = {k: jnp.zeros([]) for k in shapes}
     tot, _ = jax.lax.scan(body, init, (idx, mask))
     return tot
 
@@ -196,8 +202,8 @@ def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
 
 def evaluate(task: Task, variables, data: Mapping[str, Any], batch_size: int = 256,
              devices: Optional[Sequence] = None) -> dict:
-  """Mean loss and accuracy (%) of `variables` on `data` in eval mode (batch norm running
-  averages, no dropout)."""
+  """Mean loss and per-example metrics of `variables` on `data` in eval mode (batch norm running
+  averages, no dropout); the "correct" metric is reported as "accuracy" in %."""
   n = _check_data(data)
   mesh = make_mesh(devices)
   progs = _programs(task, potentials_lib.get("2-norm"), 0.0, "float32", mesh)
@@ -209,7 +215,10 @@ def evaluate(task: Task, variables, data: Mapping[str, Any], batch_size: int = 2
   mask = (np.arange(nb * batch_size) < n).astype(np.float32)
   tot = progs.evaluate(params, state, data, idx.reshape(nb, batch_size),
                        mask.reshape(nb, batch_size))
-  return {"loss": float(tot["loss"]) / n, "accuracy": 100.0 * float(tot["correct"]) / n}
+  out = {k: float(v) / n for k, v in tot.items()}
+  if "correct" in out:
+    out["accuracy"] = 100.0 * out.pop("correct")
+  return out
 
 
 def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_rate: float,
@@ -231,7 +240,8 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     devices: devices to split each batch over (default all local devices).
     checkpoint_dir: if given, an orbax checkpoint is written every `checkpoint_every` epochs and
       a run finds and resumes from the latest one.
-    accuracy: evaluate the training accuracy (%) in eval mode at the end.
+    accuracy: evaluate the training accuracy (%) in eval mode at the end (tasks with a
+      "correct" metric; NaN otherwise).
   """
   if precision not in ("float32", "bfloat16"):
     raise ValueError(f"unknown precision {precision!r}: use 'float32' or 'bfloat16'.")
@@ -296,7 +306,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   out = {"params": params, **state}
   acc = float("nan")
   if accuracy and np.isfinite(history[-1]):
-    acc = evaluate(task, out, data, batch_size, devices)["accuracy"]
+    acc = evaluate(task, out, data, batch_size, devices).get("accuracy", float("nan"))
   out = jax.device_get(out)
   return FitResult(out, float(history[-1]), acc, float(learning_rate), int(epochs), history,
                    time.perf_counter() - t0)

@@ -35,6 +35,8 @@ class Model:
     num_classes: number of logits.
     rename: top-level Flax module name -> torch name, for weight import ({"readout": "fc"}).
     reference: where the architecture comes from (for docs and error messages).
+    analysed: the leaf filter (path, leaf) -> bool of the weights the paper analyses (default:
+      conv and linear kernels outside the readout; the RNN analyses its recurrent matrix only).
   """
   name: str
   module: nn.Module
@@ -42,6 +44,17 @@ class Model:
   num_classes: int
   rename: Mapping[str, str] = dataclasses.field(default_factory=dict)
   reference: str = ""
+  analysed: Callable[[str, Any], bool] = None  # set in __post_init__
+
+  def __post_init__(self):
+    if self.analysed is None:
+      object.__setattr__(self, "analysed", analysed)
+
+  def count_analysed(self, variables) -> int:
+    """D of the paper: the number of weights this model's analysis uses."""
+    leaves = jax.tree_util.tree_leaves_with_path(variables)
+    return int(sum(np.prod(np.shape(x)) for p, x in leaves
+                   if self.analysed(jax.tree_util.keystr(p), x)))
 
   def init(self, key, batch_size: int = 1):
     """Initial variables ({"params", "batch_stats"}) from a PRNG key."""

@@ -1,0 +1,327 @@
+"""Finetuning deep networks with mirror descent (paper section 4.3, Fig. 4A/B; SPEC section 4).
+
+For each architecture x trained potential (negative entropy, 2-norm, 3-norm) x seed: take the
+pretrained network, finetune it on N = D^0.5 images (D = number of conv and linear weights, one
+random subset per seed) with stochastic mirror descent (momentum 0.9, no weight decay, cosine
+schedule), with the learning rate and epoch count found by the paper's search, then analyse the
+dual change of the conv and linear weights (readout, biases and batch norm excluded) under each
+hypothesised potential.
+
+    python -m experiments.finetune --config=configs/resnet.py --workdir=runs/finetune
+    python -m experiments.finetune --config=configs/resnet.py:resnet18 \
+        --config.data.data_dir=~/tensorflow_datasets --config.pretrain.checkpoint_dir=~/weights
+
+The bare configs run on a CPU: a small network is pretrained in the same command on the
+embedded MNIST digits (cached in workdir/pretrained/) and finetuned on a disjoint pool.
+
+Writes workdir/results.json:
+    {"config", "architectures", "trained_potentials", "hypothesized_potentials",
+     "n_weights": {arch: D}, "n_data": {arch: N},
+     "delta_cdf": {arch: {trained: {hypothesized: [per seed]}}}, "magnitude": {same},
+     "ruled_out": {same, bool per seed}, "train_accuracy": {arch: {trained: [per seed]}},
+     "final_loss": {same}, "learning_rate": {arch: {trained: value}},
+     "epochs": {arch: {trained: value}}, "search": {arch: {trained: table}},
+     "pretrain": {arch: {...}}}
+Weights: workdir/weights/<arch>/initial.msgpack and <trained>/seed<k>.msgpack (flax
+serialization of the variables). Every search and seed is a cell stored as it finishes
+(workdir/cells/) and skipped on rerun; a killed seed resumes from its orbax checkpoint.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import time
+
+import jax
+import numpy as np
+from absl import logging
+from flax import serialization
+
+from experiments import _cli
+from mdgeom import analysis, models, potentials, results, train
+from mdgeom.data import images
+from mdgeom.models import torch_import
+
+# Config entries that select which cells run; they are not part of a cell's fingerprint, so
+# adding a seed or a potential keeps the finished cells.
+_SELECTORS = ("architectures", "trained_potentials", "seeds", "progress")
+
+
+def _validate(config) -> None:
+  known = set(models.names())
+  for arch in config.architectures:
+    if arch not in known:
+      raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(known))}.")
+  for name in list(config.trained_potentials) + list(config.hypothesized_potentials):
+    potentials.get(name)
+  if config.data.source not in ("mnist5k", "imagenet", "image_folder"):
+    raise ValueError(f"unknown data.source {config.data.source!r}: use 'mnist5k', 'imagenet' "
+                     "or 'image_folder'.")
+  if config.analysis.method not in ("grid", "exact"):
+    raise ValueError(f"analysis.method must be 'grid' or 'exact', got {config.analysis.method!r}.")
+  if not len(config.seeds):
+    raise ValueError("config.seeds is empty.")
+  if config.search.seed in list(config.seeds):
+    raise ValueError(f"search.seed {config.search.seed} is also a finetuning seed: the "
+                     "learning rate is chosen on a held-out subset.")
+
+
+def _write_bytes_atomic(path: str, data: bytes) -> None:
+  os.makedirs(os.path.dirname(path), exist_ok=True)
+  tmp = f"{path}.tmp-{os.getpid()}"
+  with open(tmp, "wb") as f:
+    f.write(data)
+  os.replace(tmp, path)
+
+
+def save_variables(path: str, variables) -> None:
+  _write_bytes_atomic(path, serialization.to_bytes(jax.device_get(variables)))
+
+
+def load_variables(path: str, target):
+  with open(path, "rb") as f:
+    return serialization.from_bytes(target, f.read())
+
+
+# ------------------------------------------------------------------------------------------
+# Data and pretrained networks
+# ------------------------------------------------------------------------------------------
+
+class _Source:
+  """Where finetuning images come from: `pool_size` images, `take(idx) -> {"image", "label"}`."""
+
+  def __init__(self, config, model):
+    d = config.data
+    if d.source == "mnist5k":
+      x, y = images.mnist5k(d.get("path"))
+      mean, std = d.mnist_mean_std
+      x = (x - np.float32(mean)) / np.float32(std)
+      pre, pool = images.split_pretrain_finetune(y, d.pool_per_class, d.split_seed)
+      self.pretrain = {"image": x[pre], "label": y[pre]}
+      self._x, self._y = x[pool], y[pool]
+      self.pool_size = len(pool)
+      self.take = lambda idx: {"image": self._x[idx], "label": self._y[idx]}
+      self.all = lambda: {"image": self._x, "label": self._y}
+    else:
+      if d.source == "imagenet":
+        ds = images.imagenet_validation(d.data_dir, split=d.split, image_size=d.image_size)
+      else:
+        ds = images.image_folder(d.data_dir, image_size=d.image_size)
+      self.pretrain = None
+      self.pool_size = len(ds)
+      self.take = lambda idx: dict(zip(("image", "label"), ds.take(np.asarray(idx))))
+      self.all = None
+
+
+def classification(model, config, stage: str) -> train.Task:
+  """The task of this experiment at each stage ("pretrain", "finetune"): cross-entropy."""
+  return train.classification_task(model)
+
+
+def _pretrained(config, model, source, workdir, task):
+  """Initial variables: pretrained in this command on the MNIST pretraining set (cached), or
+  imported from the user's checkpoint file."""
+  pc = config.pretrain
+  folder = os.path.join(workdir, "pretrained")
+  variables = model.init(jax.random.key(pc.seed))
+  if source.pretrain is None:
+    path = os.path.expanduser(os.path.join(pc.checkpoint_dir, pc.checkpoint_pattern.format(
+        arch=model.name)))
+    hint = (f"Put the ImageNet weights of {model.name} ({model.reference}) there, e.g. saved "
+            "from torchvision with torch.save(model.state_dict(), path), or set "
+            "--config.pretrain.checkpoint_dir / checkpoint_pattern.")
+    variables = torch_import.load_pretrained(model, variables, path, how_to_get=hint)
+    return variables, {"checkpoint": path}
+  fp = results.fingerprint({"arch": model.name, "pretrain": results.config_dict(pc),
+                            "data": results.config_dict(config.data)})
+  vpath, jpath = (os.path.join(folder, f"{model.name}.{e}") for e in ("msgpack", "json"))
+  if os.path.exists(vpath) and os.path.exists(jpath):
+    info = results.read_json(jpath)
+    if info.get("fingerprint") == fp:
+      logging.info("%s: pretrained network loaded from %s", model.name, vpath)
+      return load_variables(vpath, variables), info["value"]
+  t0 = time.time()
+  r = train.fit(task, variables, source.pretrain, potential="2-norm",
+                learning_rate=pc.learning_rate, epochs=pc.epochs, batch_size=pc.batch_size,
+                momentum=pc.momentum, seed=pc.seed, precision=config.train.precision,
+                progress=config.progress, desc=f"pretrain {model.name}",
+                checkpoint_dir=os.path.join(folder, f"{model.name}.ckpt"))
+  pool = train.evaluate(task, r.variables, source.all())
+  pool_acc = pool.get("accuracy", float("nan"))
+  info = {"train_accuracy": r.train_accuracy, "pool_accuracy": pool_acc,
+          "pool_loss": pool["loss"], "final_loss": r.final_loss, "epochs": pc.epochs,
+          "seconds": time.time() - t0}
+  print(f"{model.name}: pretrained {pc.epochs} epochs on {len(source.pretrain['label'])} "
+        f"images, final loss {r.final_loss:.4g}, {r.train_accuracy:.1f}% train, "
+        f"{pool_acc:.1f}% on the held-out pool ({info['seconds']:.0f} s)", flush=True)
+  if pool_acc < pc.min_pool_accuracy:  # (NaN for tasks without accuracy: no check)
+    raise RuntimeError(
+        f"{model.name} pretrained to only {pool_acc:.1f}% on the held-out pool (< "
+        f"pretrain.min_pool_accuracy = {pc.min_pool_accuracy}); finetuning a weak network says "
+        "little about the geometry. Raise pretrain.epochs or change pretrain.learning_rate.")
+  save_variables(vpath, r.variables)
+  results.write_json_atomic(jpath, {"fingerprint": fp, "value": info})
+  shutil.rmtree(os.path.join(folder, f"{model.name}.ckpt"), ignore_errors=True)
+  return r.variables, info
+
+
+# ------------------------------------------------------------------------------------------
+# Cells
+# ------------------------------------------------------------------------------------------
+
+def _subset(config, source, n, seed):
+  return images.sample_subset(source.pool_size, n, seed)
+
+
+def _fit(config, task, variables, data, trained, lr, epochs, seed, ckpt=None, desc=""):
+  t = config.train
+  return train.fit(task, variables, data, potential=trained, learning_rate=lr, epochs=epochs,
+                   batch_size=t.batch_size, momentum=t.momentum, seed=seed,
+                   precision=t.precision, checkpoint_dir=ckpt,
+                   checkpoint_every=t.checkpoint_every, progress=config.progress, desc=desc)
+
+
+def search_cell(config, task, variables, source, n, arch, trained) -> dict:
+  """The paper's learning-rate search with epoch extension, on the held-out search subset."""
+  s = config.search
+  data = source.take(_subset(config, source, n, s.seed))
+
+  def one(lr, epochs):
+    return _fit(config, task, variables, data, trained, lr, epochs, s.seed,
+                desc=f"{arch} {potentials.short_label(trained)} search lr={lr:.0e} x{epochs}")
+
+  print(f"{arch} / {trained}: learning-rate search on {n} images", flush=True)
+  r = train.search_learning_rate(one, list(s.learning_rates), s.epochs, s.extra_epochs,
+                                 s.max_extensions, s.target_accuracy)
+  return r._asdict()
+
+
+def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epochs, seed,
+              workdir) -> dict:
+  """Finetunes on seed's subset, saves the final weights, analyses the dual change."""
+  t0 = time.time()
+  idx = _subset(config, source, n, seed)
+  data = source.take(idx)
+  label = potentials.short_label(trained)
+  ckpt = os.path.join(workdir, "checkpoints", arch, trained, f"seed{seed}")
+  r = _fit(config, task, variables, data, trained, lr, epochs, seed, ckpt=ckpt,
+           desc=f"{arch} {label} seed {seed}")
+  save_variables(os.path.join(workdir, "weights", arch, trained, f"seed{seed}.msgpack"),
+                 r.variables)
+  ranking = analysis.rank_potentials(
+      variables["params"], r.variables["params"], list(config.hypothesized_potentials),
+      where=model.analysed, method=config.analysis.method,
+      exclude_unchanged=config.analysis.exclude_unchanged)
+  by_name = {c.name: c for c in ranking.results}
+  hyp = [potentials.get(h).name for h in config.hypothesized_potentials]
+  shutil.rmtree(ckpt, ignore_errors=True)
+  cell = {"delta_cdf": {h: by_name[h].delta_cdf for h in hyp},
+          "magnitude": {h: by_name[h].magnitude for h in hyp},
+          "ruled_out": {h: by_name[h].ruled_out for h in hyp},
+          "reason": {h: by_name[h].reason for h in hyp},
+          "train_accuracy": r.train_accuracy, "final_loss": r.final_loss,
+          "n_weights": ranking.n_weights, "n_unchanged": ranking.n_unchanged,
+          "subset": idx, "seconds": time.time() - t0}
+  best = ranking.best.name
+  print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train, best "
+        f"{potentials.short_label(best)} (Delta-CDF " +
+        ", ".join(f"{potentials.short_label(h)} {by_name[h].delta_cdf:.3f}" for h in hyp) +
+        f") [{cell['seconds']:.0f} s]", flush=True)
+  return cell
+
+
+def run(config, workdir: str, task_fn=classification) -> dict:
+  """Runs every (architecture, trained potential, seed) cell, skipping finished ones.
+
+  `task_fn(model, config, stage) -> train.Task` gives the loss of pretraining and finetuning
+  (cross-entropy here; the SimSiam experiment passes its own)."""
+  _validate(config)
+  cfg = results.config_dict(config)
+  store = results.CellStore(workdir, {k: v for k, v in cfg.items() if k not in _SELECTORS})
+  archs = list(config.architectures)
+  trained_names = [potentials.get(p).name for p in config.trained_potentials]
+  hyp = [potentials.get(h).name for h in config.hypothesized_potentials]
+  seeds = [int(s) for s in config.seeds]
+  out = {"config": cfg, "architectures": archs, "trained_potentials": trained_names,
+         "hypothesized_potentials": hyp, "n_weights": {}, "n_data": {}, "delta_cdf": {},
+         "magnitude": {}, "ruled_out": {}, "train_accuracy": {}, "final_loss": {},
+         "learning_rate": {}, "epochs": {}, "search": {}, "pretrain": {}}
+  start = time.time()
+  for arch in archs:
+    model = models.get(arch, num_classes=config.data.num_classes)
+    task = task_fn(model, config, "finetune")
+    source = _Source(config, model)
+    variables, info = _pretrained(config, model, source, workdir,
+                                  task_fn(model, config, "pretrain"))
+    out["pretrain"][arch] = info
+    d = model.count_analysed(variables)
+    n = images.num_finetune_images(d) if config.data.n_data <= 0 else int(config.data.n_data)
+    if n > source.pool_size:
+      raise ValueError(f"{arch}: N = {n} finetuning images (D = {d}) but the pool has only "
+                       f"{source.pool_size}; use a smaller network or a larger pool.")
+    out["n_weights"][arch], out["n_data"][arch] = d, n
+    init_path = os.path.join(workdir, "weights", arch, "initial.msgpack")
+    if not os.path.exists(init_path):
+      save_variables(init_path, variables)
+    for key in ("delta_cdf", "magnitude", "ruled_out"):
+      out[key][arch] = {t: {h: [] for h in hyp} for t in trained_names}
+    for key in ("train_accuracy", "final_loss", "search"):
+      out[key][arch] = {t: [] for t in trained_names}
+    for trained in trained_names:
+      s, _ = store.get_or_compute(
+          f"{arch}__{trained}__search",
+          lambda: search_cell(config, task, variables, source, n, arch, trained))
+      out["learning_rate"].setdefault(arch, {})[trained] = s["learning_rate"]
+      out["epochs"].setdefault(arch, {})[trained] = s["epochs"]
+      out["search"][arch][trained] = s
+      if not s["reached_target"]:
+        logging.warning("%s / %s: the search did not reach %.0f%% training accuracy (%.1f%% "
+                        "after %d epochs)", arch, trained, config.search.target_accuracy,
+                        s["train_accuracy"], s["epochs"])
+      for seed in seeds:
+        c, cached = store.get_or_compute(
+            f"{arch}__{trained}__seed{seed}",
+            lambda: seed_cell(config, model, task, variables, source, n, arch, trained,
+                              s["learning_rate"], s["epochs"], seed, workdir))
+        if cached:
+          logging.info("%s / %s / seed %d: already done, skipped", arch, trained, seed)
+        for h in hyp:
+          out["delta_cdf"][arch][trained][h].append(c["delta_cdf"][h])
+          out["magnitude"][arch][trained][h].append(c["magnitude"][h])
+          out["ruled_out"][arch][trained][h].append(c["ruled_out"][h])
+        out["train_accuracy"][arch][trained].append(c["train_accuracy"])
+        out["final_loss"][arch][trained].append(c["final_loss"])
+  out["wall_time_s"] = time.time() - start
+  results.write_json_atomic(os.path.join(workdir, "results.json"), out)
+  return results.to_jsonable(out)
+
+
+def summary(res: dict) -> str:
+  """Per architecture: trained potential x hypothesised potential -> mean Delta-CDF over seeds
+  (* marks the lowest in each row; x a candidate ruled out by sign flips in some seed)."""
+  lines = []
+  hyp = res["hypothesized_potentials"]
+  for arch in res["architectures"]:
+    n_seeds = len(res["train_accuracy"][arch][res["trained_potentials"][0]])
+    lines.append(f"{arch}: D = {res['n_weights'][arch]} weights, N = {res['n_data'][arch]} "
+                 f"images, {n_seeds} seeds. Mean Delta-CDF [trained x hypothesised]")
+    lines.append(f"{'trained':<9}" + "".join(f"{potentials.short_label(h):>9}" for h in hyp) +
+                 f"{'lr':>9}{'epochs':>7}{'train acc':>11}")
+    for t in res["trained_potentials"]:
+      means = [float(np.mean([np.nan if v is None else v for v in res["delta_cdf"][arch][t][h]]))
+               for h in hyp]
+      best = int(np.nanargmin(means))
+      cells = []
+      for i, (h, m) in enumerate(zip(hyp, means)):
+        mark = "*" if i == best else ("x" if any(res["ruled_out"][arch][t][h]) else " ")
+        cells.append(f"{m:8.3f}{mark}")
+      acc = np.mean(res["train_accuracy"][arch][t])
+      lines.append(f"{potentials.short_label(t):<9}" + "".join(cells) +
+                   f"{res['learning_rate'][arch][t]:9.0e}{res['epochs'][arch][t]:7d}"
+                   f"{acc:10.1f}%")
+  return "\n".join(lines)
+
+
+if __name__ == "__main__":
+  _cli.main(run, summary, "configs/resnet.py", "runs/finetune")

@@ -1,0 +1,112 @@
+"""Fig. 4A/B: Gaussianity of the dual change after finetuning deep networks.
+
+    python -m figures.finetune runs/finetune/results.json [more results.json ...] \
+        --out=figures/fig4_finetune.png
+
+A: Delta-CDF of the dual change under the trained potential itself (psi = phi) against the
+number of analysed weights D, one line per trained potential, one point per architecture (mean
+and the range over seeds). B: Delta-CDF against the hypothesised potential psi, one panel per
+architecture, one line per trained potential (mean +- std over seeds). Several results files
+(e.g. one per config) are merged; reads the files written by `experiments.finetune`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from figures import _common  # noqa: E402
+from mdgeom import potentials, results  # noqa: E402
+
+COLORS = {"negative_entropy": "#0072B2", "2-norm": "#009E73", "3-norm": "#D55E00"}
+
+
+def _values(xs):
+  return np.array([np.nan if v is None else v for v in xs], float)
+
+
+def merge(runs: list[dict]) -> dict:
+  """One results dict from several runs (architectures of later files override earlier ones)."""
+  out = {"architectures": [], "trained_potentials": [], "hypothesized_potentials": None}
+  for r in runs:
+    if out["hypothesized_potentials"] is None:
+      out["hypothesized_potentials"] = r["hypothesized_potentials"]
+    elif r["hypothesized_potentials"] != out["hypothesized_potentials"]:
+      raise ValueError("results files with different hypothesised potentials cannot be merged.")
+    for t in r["trained_potentials"]:
+      if t not in out["trained_potentials"]:
+        out["trained_potentials"].append(t)
+    for a in r["architectures"]:
+      if a not in out["architectures"]:
+        out["architectures"].append(a)
+    for key in ("n_weights", "n_data", "delta_cdf", "train_accuracy"):
+      out.setdefault(key, {}).update(r[key])
+  return out
+
+
+def plot(res: dict, out: str) -> list[str]:
+  archs = sorted(res["architectures"], key=lambda a: res["n_weights"][a])
+  hyp = res["hypothesized_potentials"]
+  trained = res["trained_potentials"]
+  ncols = len(archs) + 1
+  fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.8), squeeze=False)
+  ax = axes[0][0]
+  for t in trained:
+    d = [res["n_weights"][a] for a in archs if t in res["delta_cdf"][a]]
+    vals = [_values(res["delta_cdf"][a][t][t]) for a in archs if t in res["delta_cdf"][a]]
+    mean = np.array([np.nanmean(v) for v in vals])
+    lo = mean - np.array([np.nanmin(v) for v in vals])
+    hi = np.array([np.nanmax(v) for v in vals]) - mean
+    ax.errorbar(d, mean, yerr=[lo, hi], marker="o", lw=1.5, capsize=3, color=COLORS.get(t),
+                label=f"trained: {t.replace('_', ' ')}")
+  ax.set_xscale("log")
+  ax.set_xlabel("analysed weights D")
+  ax.set_ylabel(r"$\Delta$CDF under the trained potential")
+  ax.set_title("A")
+  ax.set_ylim(bottom=0)
+  ax.grid(alpha=0.3)
+  ax.legend(fontsize=8)
+  x = np.arange(len(hyp))
+  for ax, a in zip(axes[0][1:], archs):
+    for t in trained:
+      if t not in res["delta_cdf"][a]:
+        continue
+      v = np.array([_values(res["delta_cdf"][a][t][h]) for h in hyp])
+      mean, std = np.nanmean(v, 1), np.nanstd(v, 1)
+      ax.plot(x, mean, marker="o", lw=1.5, color=COLORS.get(t))
+      ax.fill_between(x, mean - std, mean + std, alpha=0.25, color=COLORS.get(t))
+    n_seeds = v.shape[1]
+    ax.set_xticks(x, [potentials.short_label(h) for h in hyp])
+    ax.set_xlabel(r"hypothesised potential $\psi$")
+    ax.set_title(f"B: {a} (D={res['n_weights'][a]:,}, N={res['n_data'][a]}, {n_seeds} seeds)",
+                 fontsize=9)
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
+  axes[0][1].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
+  fig.tight_layout()
+  return _common.save(fig, out, dpi=150)
+
+
+def main(argv=None):
+  parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+  parser.add_argument("results", nargs="*", default=["runs/finetune/results.json"])
+  parser.add_argument("--out", default="figures/fig4_finetune.png")
+  args = parser.parse_args(argv)
+  runs = []
+  for path in args.results:
+    if not os.path.exists(path):
+      raise SystemExit(f"no results file at {path}: run `python -m experiments.finetune "
+                       "--config=configs/resnet.py --workdir=runs/finetune` first.")
+    runs.append(results.read_json(path))
+  for path in plot(merge(runs), args.out):
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+  main()
