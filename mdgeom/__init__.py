@@ -6,9 +6,13 @@ geometry from weights before and after learning (Pogodin et al., ICLR 2024).
 
 from mdgeom import analysis
 from mdgeom import data
+from mdgeom import infer
 from mdgeom import linear
+from mdgeom import models
 from mdgeom import potentials
 from mdgeom import solve
+from mdgeom import synaptic
+from mdgeom import train
 from mdgeom.analysis import (
     change_magnitude,
     delta_cdf,
@@ -17,6 +21,7 @@ from mdgeom.analysis import (
     normality_tests,
     rank_potentials,
 )
+from mdgeom.infer import infer as infer_geometry
 from mdgeom.optim import MirrorDescentState, mirror_descent
 from mdgeom.solve import linearized_network_solution, linearized_solution, min_bregman_solution
 from mdgeom.potentials import (
@@ -41,9 +46,12 @@ __all__ = [
     "dual_change",
     "exclude_paths",
     "hypentropy",
+    "infer",
+    "infer_geometry",
     "linear",
     "linearized_network_solution",
     "linearized_solution",
+    "models",
     "min_bregman_solution",
     "mirror_descent",
     "negative_entropy",
@@ -53,4 +61,6 @@ __all__ = [
     "potentials",
     "rank_potentials",
     "solve",
+    "synaptic",
+    "train",
 ]
