@@ -1,0 +1,131 @@
+"""The finetuning experiment on a reduced config: layout, analysis recomputed from the saved
+weights, cells skipped on rerun, clear errors."""
+
+import os
+import types
+
+import jax
+import numpy as np
+import pytest
+
+from configs import finetune_default, resnet
+from experiments import finetune
+from mdgeom import analysis, models, results
+
+HYP = ("negative_entropy", "2-norm", "3-norm")
+
+
+def tiny_config():
+  c = finetune_default.get_config()
+  c.architectures = ("mlp",)
+  c.trained_potentials = ("negative_entropy", "2-norm")
+  c.hypothesized_potentials = HYP
+  c.seeds = (0, 1)
+  c.progress = False
+  c.data.pool_per_class = 20       # pool of 200; N = D^0.5 would be too big for it
+  c.data.n_data = 60
+  c.pretrain.epochs = 3
+  c.pretrain.min_pool_accuracy = 50.0
+  c.search.learning_rates = (0.01, 0.1)
+  c.search.epochs = 2
+  c.search.extra_epochs = 1
+  c.search.max_extensions = 1
+  c.train.batch_size = 32
+  return c
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+  workdir = str(tmp_path_factory.mktemp("finetune"))
+  return workdir, finetune.run(tiny_config(), workdir)
+
+
+def test_results_layout(tiny_run):
+  workdir, res = tiny_run
+  assert results.read_json(os.path.join(workdir, "results.json")) == res
+  assert res["architectures"] == ["mlp"]
+  assert res["trained_potentials"] == ["negative_entropy", "2-norm"]
+  assert res["hypothesized_potentials"] == list(HYP)
+  assert res["n_weights"]["mlp"] == 784 * 256 + 256 * 256
+  assert res["n_data"]["mlp"] == 60
+  for t in res["trained_potentials"]:
+    for h in HYP:
+      assert len(res["delta_cdf"]["mlp"][t][h]) == 2
+      assert len(res["magnitude"]["mlp"][t][h]) == 2
+    assert len(res["train_accuracy"]["mlp"][t]) == 2
+    assert res["learning_rate"]["mlp"][t] in (0.01, 0.1)
+    assert res["epochs"]["mlp"][t] in (2, 3)
+  assert res["pretrain"]["mlp"]["pool_accuracy"] >= 50.0
+  table = finetune.summary(res)
+  assert "NE" in table and "trained" in table
+
+
+def test_analysis_recomputes_from_saved_weights(tiny_run):
+  workdir, res = tiny_run
+  m = models.get("mlp")
+  target = m.init(jax.random.key(0))
+  w0 = finetune.load_variables(os.path.join(workdir, "weights", "mlp", "initial.msgpack"), target)
+  for t in res["trained_potentials"]:
+    w = finetune.load_variables(os.path.join(workdir, "weights", "mlp", t, "seed1.msgpack"),
+                                target)
+    # The readout and biases are trained too, but not analysed.
+    assert not np.allclose(w["params"]["readout"]["bias"], w0["params"]["readout"]["bias"])
+    r = analysis.rank_potentials(w0["params"], w["params"], HYP, where=m.analysed,
+                                 exclude_unchanged=True)
+    for c in r.results:
+      assert res["delta_cdf"]["mlp"][t][c.name][1] == pytest.approx(c.delta_cdf, rel=1e-6)
+    if t == "negative_entropy":  # exponentiated gradient never flips a sign
+      ne = [c for c in r.results if c.name == "negative_entropy"][0]
+      assert not ne.ruled_out
+
+
+def test_rerun_skips_finished_cells_and_new_seed_runs_alone(tiny_run, tmp_path, monkeypatch):
+  workdir, res = tiny_run
+  calls = []
+  real = finetune.seed_cell
+  monkeypatch.setattr(finetune, "seed_cell", lambda *a, **k: calls.append(a) or real(*a, **k))
+  monkeypatch.setattr(finetune, "search_cell",
+                      lambda *a, **k: pytest.fail("the search cell should be cached"))
+  again = finetune.run(tiny_config(), workdir)
+  assert calls == []
+  assert again["delta_cdf"] == res["delta_cdf"]
+  c = tiny_config()
+  c.seeds = (0, 1, 2)
+  more = finetune.run(c, workdir)
+  assert [a[-2] for a in calls] == [2, 2]  # seed 2, once per trained potential
+  assert more["delta_cdf"]["mlp"]["2-norm"]["2-norm"][:2] == res["delta_cdf"]["mlp"]["2-norm"][
+      "2-norm"]
+
+
+def test_bad_configs_have_clear_errors(tmp_path):
+  c = tiny_config()
+  c.architectures = ("resnet19",)
+  with pytest.raises(ValueError, match="unknown architecture 'resnet19'"):
+    finetune.run(c, str(tmp_path))
+  c = tiny_config()
+  c.search.seed = 1
+  with pytest.raises(ValueError, match="held-out"):
+    finetune.run(c, str(tmp_path))
+  c = tiny_config()
+  c.trained_potentials = ("0.5-norm",)
+  with pytest.raises(ValueError, match="p"):
+    finetune.run(c, str(tmp_path))
+  with pytest.raises(ValueError, match="unknown variant"):
+    resnet.get_config("resnet19")
+
+
+def test_missing_checkpoint_says_where_to_get_it(tmp_path):
+  c = resnet.get_config("resnet18")
+  c.pretrain.checkpoint_dir = str(tmp_path)
+  model = models.get("resnet_small")
+  source = types.SimpleNamespace(pretrain=None)
+  with pytest.raises(FileNotFoundError, match="resnet_small.pth.*torch.save"):
+    finetune._pretrained(c, model, source, str(tmp_path), None)
+
+
+def test_weak_pretraining_is_refused(tmp_path):
+  c = tiny_config()
+  c.pretrain.epochs = 1
+  c.pretrain.learning_rate = 1e-6
+  with pytest.raises(RuntimeError, match="min_pool_accuracy"):
+    finetune.run(c, str(tmp_path))
