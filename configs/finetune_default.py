@@ -17,6 +17,7 @@ PAPER_HYPOTHESIZED = ("negative_entropy", "1.5-norm", "2-norm", "2.5-norm", "3-n
 def get_config():
   config = ml_collections.ConfigDict()
   config.architectures = ("mlp",)
+  config.model_kwargs = ml_collections.ConfigDict()  # extra arguments of models.get, e.g. hidden
   config.trained_potentials = PAPER_TRAINED
   config.hypothesized_potentials = PAPER_HYPOTHESIZED
   config.seeds = (0, 1, 2)          # one finetuning subset and batch order per seed
@@ -79,3 +80,14 @@ def imagenet(config, architectures):
   config.train.checkpoint_every = 1
   config.analysis.exclude_unchanged = False
   return config
+
+
+def variant(name: str, paper: dict, family: str, extra=()):
+  """The bare CPU config ("") or the paper's ImageNet setting of `paper[name]`."""
+  config = get_config()
+  if name == "":
+    return config
+  if name not in paper:
+    known = ", ".join(repr(v) for v in ("", *extra, *paper))
+    raise ValueError(f"unknown variant {name!r} of {family.split('.')[-1]}.py; known: {known}.")
+  return imagenet(config, paper[name])

@@ -18,7 +18,8 @@ Writes workdir/results.json:
     {"config", "architectures", "trained_potentials", "hypothesized_potentials",
      "n_weights": {arch: D}, "n_data": {arch: N},
      "delta_cdf": {arch: {trained: {hypothesized: [per seed]}}}, "magnitude": {same},
-     "ruled_out": {same, bool per seed}, "train_accuracy": {arch: {trained: [per seed]}},
+     "ruled_out": {same, bool per seed}, "n_sign_flips": {same, int per seed},
+     "train_accuracy": {arch: {trained: [per seed]}},
      "final_loss": {same}, "learning_rate": {arch: {trained: value}},
      "epochs": {arch: {trained: value}}, "search": {arch: {trained: table}},
      "pretrain": {arch: {...}}}
@@ -55,9 +56,9 @@ def _validate(config) -> None:
       raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(known))}.")
   for name in list(config.trained_potentials) + list(config.hypothesized_potentials):
     potentials.get(name)
-  if config.data.source not in ("mnist5k", "imagenet", "image_folder"):
-    raise ValueError(f"unknown data.source {config.data.source!r}: use 'mnist5k', 'imagenet' "
-                     "or 'image_folder'.")
+  if config.data.source not in ("mnist5k", "mnist_tfds", "imagenet", "image_folder"):
+    raise ValueError(f"unknown data.source {config.data.source!r}: use 'mnist5k', "
+                     "'mnist_tfds', 'imagenet' or 'image_folder'.")
   if config.analysis.method not in ("grid", "exact"):
     raise ValueError(f"analysis.method must be 'grid' or 'exact', got {config.analysis.method!r}.")
   if not len(config.seeds):
@@ -93,14 +94,18 @@ class _Source:
 
   def __init__(self, config, model):
     d = config.data
-    if d.source == "mnist5k":
-      x, y = images.mnist5k(d.get("path"))
-      mean, std = d.mnist_mean_std
-      x = (x - np.float32(mean)) / np.float32(std)
-      pre, pool = images.split_pretrain_finetune(y, d.pool_per_class, d.split_seed)
-      self.pretrain = {"image": x[pre], "label": y[pre]}
-      self._x, self._y = x[pool], y[pool]
-      self.pool_size = len(pool)
+    if d.source in ("mnist5k", "mnist_tfds"):
+      mean, std = (np.float32(v) for v in d.mnist_mean_std)
+      if d.source == "mnist5k":
+        x, y = images.mnist5k(d.get("path"))
+        pre, pool = images.split_pretrain_finetune(y, d.pool_per_class, d.split_seed)
+        x_pre, y_pre, x_pool, y_pool = x[pre], y[pre], x[pool], y[pool]
+      else:  # full MNIST: pretrain on the training set, finetune on the test set
+        x_pre, y_pre = images.mnist_tfds(d.data_dir, "train")
+        x_pool, y_pool = images.mnist_tfds(d.data_dir, "test")
+      self.pretrain = {"image": (x_pre - mean) / std, "label": y_pre}
+      self._x, self._y = (x_pool - mean) / std, y_pool
+      self.pool_size = len(y_pool)
       self.take = lambda idx: {"image": self._x[idx], "label": self._y[idx]}
       self.all = lambda: {"image": self._x, "label": self._y}
     else:
@@ -146,6 +151,7 @@ def _pretrained(config, model, source, workdir, task):
                 learning_rate=pc.learning_rate, epochs=pc.epochs, batch_size=pc.batch_size,
                 momentum=pc.momentum, seed=pc.seed, precision=config.train.precision,
                 progress=config.progress, desc=f"pretrain {model.name}",
+                max_grad_norm=pc.get("max_grad_norm"),
                 checkpoint_dir=os.path.join(folder, f"{model.name}.ckpt"))
   pool = train.evaluate(task, r.variables, source.all())
   pool_acc = pool.get("accuracy", float("nan"))
@@ -220,6 +226,7 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
           "magnitude": {h: by_name[h].magnitude for h in hyp},
           "ruled_out": {h: by_name[h].ruled_out for h in hyp},
           "reason": {h: by_name[h].reason for h in hyp},
+          "n_sign_flips": {h: by_name[h].n_sign_flips for h in hyp},
           "train_accuracy": r.train_accuracy, "final_loss": r.final_loss,
           "n_weights": ranking.n_weights, "n_unchanged": ranking.n_unchanged,
           "subset": idx, "seconds": time.time() - t0}
@@ -245,11 +252,12 @@ def run(config, workdir: str, task_fn=classification) -> dict:
   seeds = [int(s) for s in config.seeds]
   out = {"config": cfg, "architectures": archs, "trained_potentials": trained_names,
          "hypothesized_potentials": hyp, "n_weights": {}, "n_data": {}, "delta_cdf": {},
-         "magnitude": {}, "ruled_out": {}, "train_accuracy": {}, "final_loss": {},
-         "learning_rate": {}, "epochs": {}, "search": {}, "pretrain": {}}
+         "magnitude": {}, "ruled_out": {}, "n_sign_flips": {}, "train_accuracy": {},
+         "final_loss": {}, "learning_rate": {}, "epochs": {}, "search": {}, "pretrain": {}}
   start = time.time()
   for arch in archs:
-    model = models.get(arch, num_classes=config.data.num_classes)
+    model = models.get(arch, num_classes=config.data.num_classes,
+                       **dict(config.get("model_kwargs", {})))
     task = task_fn(model, config, "finetune")
     source = _Source(config, model)
     variables, info = _pretrained(config, model, source, workdir,
@@ -264,7 +272,7 @@ def run(config, workdir: str, task_fn=classification) -> dict:
     init_path = os.path.join(workdir, "weights", arch, "initial.msgpack")
     if not os.path.exists(init_path):
       save_variables(init_path, variables)
-    for key in ("delta_cdf", "magnitude", "ruled_out"):
+    for key in ("delta_cdf", "magnitude", "ruled_out", "n_sign_flips"):
       out[key][arch] = {t: {h: [] for h in hyp} for t in trained_names}
     for key in ("train_accuracy", "final_loss", "search"):
       out[key][arch] = {t: [] for t in trained_names}
@@ -275,7 +283,7 @@ def run(config, workdir: str, task_fn=classification) -> dict:
       out["learning_rate"].setdefault(arch, {})[trained] = s["learning_rate"]
       out["epochs"].setdefault(arch, {})[trained] = s["epochs"]
       out["search"][arch][trained] = s
-      if not s["reached_target"]:
+      if not s["reached_target"] and s["train_accuracy"] is not None:  # (None: no accuracy)
         logging.warning("%s / %s: the search did not reach %.0f%% training accuracy (%.1f%% "
                         "after %d epochs)", arch, trained, config.search.target_accuracy,
                         s["train_accuracy"], s["epochs"])
@@ -290,6 +298,7 @@ def run(config, workdir: str, task_fn=classification) -> dict:
           out["delta_cdf"][arch][trained][h].append(c["delta_cdf"][h])
           out["magnitude"][arch][trained][h].append(c["magnitude"][h])
           out["ruled_out"][arch][trained][h].append(c["ruled_out"][h])
+          out["n_sign_flips"][arch][trained][h].append(c.get("n_sign_flips", {}).get(h))
         out["train_accuracy"][arch][trained].append(c["train_accuracy"])
         out["final_loss"][arch][trained].append(c["final_loss"])
   out["wall_time_s"] = time.time() - start
@@ -316,7 +325,7 @@ def summary(res: dict) -> str:
       for i, (h, m) in enumerate(zip(hyp, means)):
         mark = "*" if i == best else ("x" if any(res["ruled_out"][arch][t][h]) else " ")
         cells.append(f"{m:8.3f}{mark}")
-      acc = np.mean(res["train_accuracy"][arch][t])
+      acc = np.mean([np.nan if v is None else v for v in res["train_accuracy"][arch][t]])
       lines.append(f"{potentials.short_label(t):<9}" + "".join(cells) +
                    f"{res['learning_rate'][arch][t]:9.0e}{res['epochs'][arch][t]:7d}"
                    f"{acc:10.1f}%")

@@ -129,3 +129,40 @@ def test_weak_pretraining_is_refused(tmp_path):
   c.pretrain.learning_rate = 1e-6
   with pytest.raises(RuntimeError, match="min_pool_accuracy"):
     finetune.run(c, str(tmp_path))
+
+
+def test_image_folder_with_imported_checkpoint_end_to_end(tmp_path):
+  """The user path of the ImageNet settings on a tiny image folder: weights imported from a local
+  .safetensors file (no pretraining), N images per seed read from the folder, analysis."""
+  from PIL import Image
+  from safetensors.numpy import save_file
+  from mdgeom.models import torch_import
+
+  rng = np.random.default_rng(0)
+  for k in range(3):
+    os.makedirs(tmp_path / "images" / f"class{k}")
+    for i in range(10):
+      img = (rng.random((40, 40, 3)) * 255 * (0.3 + 0.3 * k)).astype(np.uint8)
+      Image.fromarray(img).save(tmp_path / "images" / f"class{k}" / f"{i}.png")
+  kwargs = {"widths": (4, 8), "input_shape": (32, 32, 3)}
+  model = models.get("cnn_small", num_classes=3, **kwargs)
+  sd = torch_import.export_torch(model.init(jax.random.key(3)), model.rename)
+  save_file({k: np.ascontiguousarray(v) for k, v in sd.items()},
+            str(tmp_path / "cnn_small.safetensors"))
+
+  c = tiny_config()
+  c.architectures = ("cnn_small",)
+  c.model_kwargs = kwargs
+  c.data.source = "image_folder"
+  c.data.data_dir = str(tmp_path / "images")
+  c.data.image_size = 32
+  c.data.num_classes = 3
+  c.data.n_data = 12
+  c.pretrain.checkpoint_dir = str(tmp_path)
+  c.pretrain.checkpoint_pattern = "{arch}.safetensors"
+  c.trained_potentials = ("2-norm",)
+  res = finetune.run(c, str(tmp_path / "run"))
+  assert res["n_data"]["cnn_small"] == 12
+  assert res["n_weights"]["cnn_small"] == 3 * 3 * 3 * 4 + 3 * 3 * 4 * 8
+  assert res["pretrain"]["cnn_small"]["checkpoint"].endswith("cnn_small.safetensors")
+  assert all(np.isfinite(res["delta_cdf"]["cnn_small"]["2-norm"]["2-norm"]))
