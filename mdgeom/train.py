@@ -117,10 +117,11 @@ class _Programs(NamedTuple):
 _PROGRAM_CACHE: dict = {}
 
 
-def _programs(task: Task, pot, momentum, precision, mesh: Mesh) -> _Programs:
+def _programs(task: Task, pot, momentum, precision, mesh: Mesh,
+              max_grad_norm: Optional[float] = None) -> _Programs:
   """Jitted epoch/step/eval functions; cached so repeated fits (learning-rate grid, seeds,
   epoch extensions) reuse one compilation: learning rate and epoch count are traced inputs."""
-  key = (task, id(pot), momentum, precision, mesh)
+  key = (task, id(pot), momentum, precision, mesh, max_grad_norm)
   if key in _PROGRAM_CACHE:
     return _PROGRAM_CACHE[key]
   n_dev = mesh.devices.size
@@ -133,6 +134,8 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh) -> _Programs:
     if idx.shape[0] % n_dev == 0 and n_dev > 1:
       batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
     (loss, (metrics, state)), grads = grad_fn(params, state, batch, rng)
+    if max_grad_norm is not None:  # e.g. pretraining an RNN, whose gradients can explode
+      grads, _ = optax.clip_by_global_norm(max_grad_norm).update(grads, None)
     opt = mirror_descent(pot, learning_rate=lr, momentum=momentum)
     updates, opt_state = opt.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
@@ -225,7 +228,8 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
         epochs: int, batch_size: int = 256, momentum: float = 0.9, seed: int = 0,
         precision: str = "float32", devices: Optional[Sequence] = None,
         checkpoint_dir: Optional[str] = None, checkpoint_every: int = 1,
-        accuracy: bool = True, progress: bool = True, desc: str = "") -> FitResult:
+        accuracy: bool = True, progress: bool = True, desc: str = "",
+        max_grad_norm: Optional[float] = None) -> FitResult:
   """Trains `variables` on `data` (a dict of arrays with a common first axis) with mirror descent.
 
   Args:
@@ -242,6 +246,8 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
       a run finds and resumes from the latest one.
     accuracy: evaluate the training accuracy (%) in eval mode at the end (tasks with a
       "correct" metric; NaN otherwise).
+    max_grad_norm: if given, each step's gradient is rescaled to at most this global 2-norm
+      before the mirror-descent update (None: no clipping, the paper's finetuning).
   """
   if precision not in ("float32", "bfloat16"):
     raise ValueError(f"unknown precision {precision!r}: use 'float32' or 'bfloat16'.")
@@ -253,7 +259,10 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   pot = potentials_lib.get(potential)
   mesh = make_mesh(devices)
   replicated = NamedSharding(mesh, P())
-  progs = _programs(task, pot, float(momentum), precision, mesh)
+  if max_grad_norm is not None and not max_grad_norm > 0:
+    raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm}.")
+  progs = _programs(task, pot, float(momentum), precision, mesh,
+                    None if max_grad_norm is None else float(max_grad_norm))
   t0 = time.perf_counter()
 
   params = variables["params"]
@@ -316,7 +325,9 @@ def _progress(it, enabled, desc, initial, total):
   if not enabled:
     return it
   from tqdm.auto import tqdm
-  return tqdm(it, desc=desc, initial=initial, total=total, leave=False, dynamic_ncols=True)
+  # disable=None: no bar when stderr is not a terminal (CI logs); cells still print a line each.
+  return tqdm(it, desc=desc, initial=initial, total=total, leave=False, dynamic_ncols=True,
+              disable=None)
 
 
 def _quiet_orbax():
