@@ -166,3 +166,16 @@ def test_image_folder_with_imported_checkpoint_end_to_end(tmp_path):
   assert res["n_weights"]["cnn_small"] == 3 * 3 * 3 * 4 + 3 * 3 * 4 * 8
   assert res["pretrain"]["cnn_small"]["checkpoint"].endswith("cnn_small.safetensors")
   assert all(np.isfinite(res["delta_cdf"]["cnn_small"]["2-norm"]["2-norm"]))
+
+
+def test_figure_from_results(tiny_run, tmp_path):
+  from figures import finetune as fig
+  workdir, res = tiny_run
+  out = str(tmp_path / "fig4.png")
+  fig.main([os.path.join(workdir, "results.json"), "--out", out])
+  assert os.path.getsize(out) > 10_000 and os.path.exists(out[:-4] + ".pdf")
+  merged = fig.merge([res, res])
+  assert merged["architectures"] == ["mlp"]
+  other = dict(res, hypothesized_potentials=["2-norm"])
+  with pytest.raises(ValueError, match="different hypothesised"):
+    fig.merge([res, other])
