@@ -21,19 +21,20 @@ def get_config(variant: str = ""):
   config = finetune_default.get_config()
   config.architectures = ("rnn100", "rnn1000")
   # A plain tanh RNN on 4,000 digits: SGD is stable only with clipped gradients (exploding
-  # gradients through the 28 steps); lr 0.05 reaches ~91% on the held-out pool in 10 epochs.
-  config.pretrain.epochs = 10
+  # gradients through the 28 steps); lr 0.05 reaches ~91% (rnn100) and ~95% (rnn1000) on the
+  # held-out pool in 12 epochs.
+  config.pretrain.epochs = 12
   config.pretrain.learning_rate = 0.05
   config.pretrain.batch_size = 32
   config.pretrain.max_grad_norm = 1.0
   # Every recurrent weight gets a gradient: nothing to exclude (unlike the MLP's border pixels).
   config.analysis.exclude_unchanged = False
   if variant == "":
-    # Time on a 2-core CPU: rnn1000 costs ~2.5 s per epoch of its N = 1000 digits, so the search
-    # grid is narrowed to the learning rates the paper's grid picks here, with fewer epochs, no
-    # epoch extension and two seeds (~8 min in all).
+    # Time on a 2-core CPU: rnn1000 costs ~2 s per epoch of its N = 1000 digits, so the search
+    # drops the paper's 1e-5, runs 10 epochs without extension, and two seeds (~7 min in all).
+    # 3-norm needs the small rates: its dual weights sign(w) w^2 of the 1000-unit net are ~1e-3.
     config.seeds = (0, 1)
-    config.search.learning_rates = (1e-2, 1e-1)
+    config.search.learning_rates = (1e-4, 1e-3, 1e-2, 1e-1)
     config.search.epochs = 10
     config.search.max_extensions = 0
     return config

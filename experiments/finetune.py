@@ -158,9 +158,10 @@ def _pretrained(config, model, source, workdir, task):
   info = {"train_accuracy": r.train_accuracy, "pool_accuracy": pool_acc,
           "pool_loss": pool["loss"], "final_loss": r.final_loss, "epochs": pc.epochs,
           "seconds": time.time() - t0}
+  acc = ("" if np.isnan(pool_acc) else
+         f", {r.train_accuracy:.1f}% train, {pool_acc:.1f}% on the held-out pool")
   print(f"{model.name}: pretrained {pc.epochs} epochs on {len(source.pretrain['label'])} "
-        f"images, final loss {r.final_loss:.4g}, {r.train_accuracy:.1f}% train, "
-        f"{pool_acc:.1f}% on the held-out pool ({info['seconds']:.0f} s)", flush=True)
+        f"images, final loss {r.final_loss:.4g}{acc} ({info['seconds']:.0f} s)", flush=True)
   if pool_acc < pc.min_pool_accuracy:  # (NaN for tasks without accuracy: no check)
     raise RuntimeError(
         f"{model.name} pretrained to only {pool_acc:.1f}% on the held-out pool (< "

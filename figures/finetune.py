@@ -50,7 +50,8 @@ def merge(runs: list[dict]) -> dict:
   return out
 
 
-def plot(res: dict, out: str) -> list[str]:
+def draw(res: dict, title: str = ""):
+  """The figure (panels A and B) as (fig, axes), for scripts that annotate it before saving."""
   archs = sorted(res["architectures"], key=lambda a: res["n_weights"][a])
   hyp = res["hypothesized_potentials"]
   trained = res["trained_potentials"]
@@ -89,7 +90,15 @@ def plot(res: dict, out: str) -> list[str]:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
   axes[0][1].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
+  if title:
+    fig.suptitle(title, fontsize=10)
   fig.tight_layout()
+  return fig, axes
+
+
+def plot(res: dict, out: str, title: str = "") -> list[str]:
+  """Draws `res` and writes it as PNG and PDF next to `out`."""
+  fig, _ = draw(res, title)
   return _common.save(fig, out, dpi=150)
 
 

@@ -229,7 +229,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
         precision: str = "float32", devices: Optional[Sequence] = None,
         checkpoint_dir: Optional[str] = None, checkpoint_every: int = 1,
         accuracy: bool = True, progress: bool = True, desc: str = "",
-        max_grad_norm: Optional[float] = None) -> FitResult:
+        max_grad_norm: Optional[float] = None, scan_steps: Optional[bool] = None) -> FitResult:
   """Trains `variables` on `data` (a dict of arrays with a common first axis) with mirror descent.
 
   Args:
@@ -248,6 +248,10 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
       "correct" metric; NaN otherwise).
     max_grad_norm: if given, each step's gradient is rescaled to at most this global 2-norm
       before the mirror-descent update (None: no clipping, the paper's finetuning).
+    scan_steps: run an epoch's full batches as one `lax.scan` (True) or dispatch each step from
+      Python (False; same steps, keys and result). None: scan, except on a CPU for a loss with
+      convolutions, whose kernel gradients XLA:CPU computes 20-40x slower inside a loop body
+      (jax-ml/jax#12868).
   """
   if precision not in ("float32", "bfloat16"):
     raise ValueError(f"unknown precision {precision!r}: use 'float32' or 'bfloat16'.")
@@ -284,6 +288,9 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   key = jax.random.key(seed)
 
   n_full, rest = divmod(n, batch_size)
+  if scan_steps is None:
+    scan_steps = not (mesh.devices.flat[0].platform == "cpu" and
+                      _has_convolution(task, params, state, data, batch_size))
   bar = _progress(range(start, epochs), progress, desc or f"{pot.name} lr={learning_rate:.0e}",
                   initial=start, total=epochs)
   for epoch in bar:
@@ -291,7 +298,13 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     perm = epoch_permutation(seed, epoch, n).astype(np.int32)
     ekey = jax.random.fold_in(key, epoch)
     loss_sum = 0.0
-    if n_full:
+    if n_full and not scan_steps:
+      for i in range(n_full):
+        params, state, opt_state, ls = progs.step(
+            params, state, opt_state, dev_data, perm[i * batch_size:(i + 1) * batch_size], lr,
+            ekey, i)
+        loss_sum = loss_sum + ls
+    elif n_full:
       params, state, opt_state, ls = progs.scan_epoch(
           params, state, opt_state, dev_data, perm[:n_full * batch_size].reshape(n_full, -1),
           lr, ekey)
@@ -319,6 +332,21 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   out = jax.device_get(out)
   return FitResult(out, float(history[-1]), acc, float(learning_rate), int(epochs), history,
                    time.perf_counter() - t0)
+
+
+_CONV_CACHE: dict = {}
+
+
+def _has_convolution(task, params, state, data, batch_size) -> bool:
+  """Whether the task's loss on a batch convolves (traced once per task and batch shape)."""
+  batch = {k: jax.ShapeDtypeStruct((min(batch_size, np.shape(v)[0]), *np.shape(v)[1:]),
+                                   np.asarray(v).dtype) for k, v in data.items()}
+  key = (task, tuple((k, b.shape, str(b.dtype)) for k, b in sorted(batch.items())))
+  if key not in _CONV_CACHE:
+    jaxpr = jax.make_jaxpr(lambda p, s, b: task.loss(p, s, b, jax.random.key(0), True))(
+        params, state, batch)
+    _CONV_CACHE[key] = "conv_general_dilated" in str(jaxpr)
+  return _CONV_CACHE[key]
 
 
 def _progress(it, enabled, desc, initial, total):

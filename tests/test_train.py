@@ -208,3 +208,41 @@ def test_search_learning_rate_picks_lowest_loss_and_extends_epochs():
 
 def test_paper_learning_rates():
   np.testing.assert_allclose(train.paper_learning_rates(), [1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
+
+
+def test_max_grad_norm_clips_the_global_gradient_norm():
+  m, v, task = _mlp()
+  data = _data(32)
+  r = train.fit(task, v, data, potential="2-norm", learning_rate=0.1, epochs=1, batch_size=32,
+                momentum=0.0, progress=False, accuracy=False, max_grad_norm=0.01)
+
+  def loss(p):
+    logits = m.apply({"params": p}, data["image"])
+    return jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, data["label"]))
+
+  g = jax.grad(loss)(v["params"])
+  assert optax.tree.norm(g) > 0.01  # so the clip is active
+  scale = 0.01 / optax.tree.norm(g)
+  for a, b, gi in zip(jax.tree.leaves(r.variables["params"]), jax.tree.leaves(v["params"]),
+                      jax.tree.leaves(g)):
+    np.testing.assert_allclose(a, b - 0.1 * scale * gi, atol=1e-6)
+  with pytest.raises(ValueError, match="max_grad_norm"):
+    train.fit(task, v, data, potential="2-norm", learning_rate=0.1, epochs=1, max_grad_norm=0.0)
+
+
+def test_steps_dispatched_one_by_one_equal_the_scanned_epoch():
+  # Conv nets on a CPU default to one dispatch per step (XLA:CPU is slow on kernel gradients
+  # inside a loop body); both paths take the same steps with the same keys.
+  m = models.get("cnn_small", widths=(4, 8))
+  v = m.init(jax.random.key(1))
+  task = train.classification_task(m)
+  data = _data(40)
+  assert train._has_convolution(task, v["params"], {"batch_stats": v["batch_stats"]}, data, 16)
+  assert not train._has_convolution(_mlp()[2], _mlp()[1]["params"], {}, data, 16)
+  kw = dict(potential="3-norm", learning_rate=0.01, epochs=2, batch_size=16, progress=False,
+            accuracy=False)
+  a = train.fit(task, v, data, scan_steps=True, **kw)
+  b = train.fit(task, v, data, scan_steps=False, **kw)
+  np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-5)
+  for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables)):
+    np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)

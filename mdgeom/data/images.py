@@ -150,6 +150,36 @@ def _mnist5k_cached(path: str) -> tuple[np.ndarray, np.ndarray]:
   return images, labels
 
 
+MNIST_TFDS_HOWTO = """\
+Prepare MNIST once (needs TensorFlow for the build only):
+  pip install tensorflow-cpu
+  tfds build mnist --data_dir={data_dir} --file_format=array_record"""
+
+
+def mnist_tfds(data_dir: PathLike, split: str = "train") -> tuple[np.ndarray, np.ndarray]:
+  """Full MNIST (60,000 train / 10,000 test digits) from a TFDS data dir the user built (see
+  `MNIST_TFDS_HOWTO`; nothing is downloaded). Same format as `mnist5k`: images float32
+  (n, 28, 28, 1) in [0, 1], labels int32, in the stored order. Read through `tfds.data_source`
+  (ArrayRecord, no TensorFlow); PNGs decoded with Pillow."""
+  data_dir = pathlib.Path(data_dir).expanduser()
+  howto = MNIST_TFDS_HOWTO.format(data_dir=data_dir)
+  if _prepared_version(data_dir / "mnist", None) is None:
+    raise FileNotFoundError(f"no prepared TFDS dataset mnist in {data_dir}.\n{howto}")
+  import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  try:
+    ds = tfds.data_source("mnist", split=split, data_dir=str(data_dir), download=False,
+                          decoders={"image": tfds.decode.SkipDecoding()})
+  except NotImplementedError as e:  # built as tfrecord: no random access
+    raise RuntimeError(f"mnist in {data_dir} is not stored as ArrayRecord ({e}); rebuild it "
+                       f"with --file_format=array_record.\n{howto}") from e
+  records = ds.__getitems__(list(range(len(ds))))
+  Image = _pil()
+  pixels = np.stack([np.asarray(Image.open(io.BytesIO(r["image"])).convert("L"))
+                     for r in records])
+  images = (pixels.astype(np.float32) / 255.0)[..., None]
+  return images, np.array([int(r["label"]) for r in records], np.int32)
+
+
 # ------------------------------------------------------------------------------- splits, subsets
 
 

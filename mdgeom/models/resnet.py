@@ -57,16 +57,19 @@ class BatchNorm(nn.Module):
   Unlike `flax.linen.BatchNorm`, the running variance is updated with the unbiased batch variance
   (n / (n - 1) times the biased one that normalises the batch), as torch does, so one train step
   moves the running statistics exactly as torch's. `momentum` is Flax's convention (the weight of
-  the old statistic): torch's momentum 0.1 is 0.9 here.
+  the old statistic): torch's momentum 0.1 is 0.9 here. `affine=False` has no scale and bias
+  (torch's `affine=False`, e.g. SimSiam's projector output).
   """
   momentum: float = 0.9
   epsilon: float = 1e-5
+  affine: bool = True
 
   @nn.compact
   def __call__(self, x, train: bool = False):
     c = x.shape[-1]
-    scale = self.param("scale", nn.initializers.ones, (c,))
-    bias = self.param("bias", nn.initializers.zeros, (c,))
+    if self.affine:
+      scale = self.param("scale", nn.initializers.ones, (c,))
+      bias = self.param("bias", nn.initializers.zeros, (c,))
     ra_mean = self.variable("batch_stats", "mean", lambda: jnp.zeros((c,), jnp.float32))
     ra_var = self.variable("batch_stats", "var", lambda: jnp.ones((c,), jnp.float32))
     if train:
@@ -80,6 +83,8 @@ class BatchNorm(nn.Module):
         ra_var.value = m * ra_var.value + (1 - m) * var * (n / max(n - 1, 1))
     else:
       mean, var = ra_mean.value, ra_var.value
+    if not self.affine:
+      return (x - mean) * jax.lax.rsqrt(var + self.epsilon)
     return (x - mean) * (jax.lax.rsqrt(var + self.epsilon) * scale) + bias
 
 
@@ -149,6 +154,8 @@ class ResNet(nn.Module):
 
   `small_stem=True` gives the CIFAR variant: a 3x3 stride-1 stem conv and no max-pool. Stage
   `i` has `widths[i]` planes and `stage_sizes[i]` blocks, and strides 2 except the first.
+  `num_classes=0` drops the readout and returns the pooled features (torchvision's
+  `fc = nn.Identity()`), e.g. SimSiam's encoder (`mdgeom.models.simsiam`).
   """
   block: type
   stage_sizes: Sequence[int]
@@ -169,6 +176,8 @@ class ResNet(nn.Module):
     for i, (planes, n) in enumerate(zip(self.widths, self.stage_sizes)):
       x = Layer(self.block, planes, n, 1 if i == 0 else 2, name=f"layer{i + 1}")(x, train)
     x = jnp.mean(x, axis=(1, 2))
+    if not self.num_classes:
+      return x
     return readout(self.num_classes, x.shape[-1])(x)
 
 

@@ -87,7 +87,8 @@ def export_torch(variables, rename: Optional[Mapping[str, str]] = None) -> dict:
   out = {}
   for path, x in jax.tree_util.tree_leaves_with_path(variables):
     keys = _path_keys(path)
-    out[torch_key(keys, rename)] = _to_torch(np.asarray(x), keys[-1])
+    # Contiguous: safetensors writes a transposed view's memory in the wrong order.
+    out[torch_key(keys, rename)] = np.ascontiguousarray(_to_torch(np.asarray(x), keys[-1]))
   return out
 
 
