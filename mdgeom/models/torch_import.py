@@ -48,23 +48,20 @@ class WeightImportError(ValueError):
     super().__init__("\n".join(lines))
 
 
+# Axis order of a Flax kernel in terms of torch's weight axes, by rank: conv (O, I, kh, kw) ->
+# (kh, kw, I, O), conv1d (O, I, k) -> (k, I, O), linear (O, I) -> (I, O).
+_FROM_TORCH = {4: (2, 3, 1, 0), 3: (2, 1, 0), 2: (1, 0)}
+
+
 def _to_torch(x: np.ndarray, leaf: str) -> np.ndarray:
-  if leaf == "kernel" and x.ndim == 4:
-    return np.transpose(x, (3, 2, 0, 1))
-  if leaf == "kernel" and x.ndim == 3:
-    return np.transpose(x, (2, 1, 0))
-  if leaf == "kernel" and x.ndim == 2:
-    return x.T
+  if leaf == "kernel" and x.ndim in _FROM_TORCH:
+    return np.transpose(x, np.argsort(_FROM_TORCH[x.ndim]))
   return x
 
 
 def _from_torch(t: np.ndarray, leaf: str) -> np.ndarray:
-  if leaf == "kernel" and t.ndim == 4:
-    return np.transpose(t, (2, 3, 1, 0))
-  if leaf == "kernel" and t.ndim == 3:
-    return np.transpose(t, (2, 1, 0))
-  if leaf == "kernel" and t.ndim == 2:
-    return t.T
+  if leaf == "kernel" and t.ndim in _FROM_TORCH:
+    return np.transpose(t, _FROM_TORCH[t.ndim])
   return t
 
 
