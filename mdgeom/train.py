@@ -139,7 +139,10 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh,
     opt = mirror_descent(pot, learning_rate=lr, momentum=momentum)
     updates, opt_state = opt.update(grads, opt_state, params)
     params = optax.apply_updates(params, updates)
-    return params, state, opt_state, loss * idx.shape[0]
+    # Sums over the batch: loss and, for the progress bar, the train-mode correct count.
+    correct = jnp.sum(metrics["correct"]) if "correct" in metrics else jnp.nan
+    return params, state, opt_state, jnp.stack([loss * idx.shape[0],
+                                                jnp.asarray(correct, jnp.float32)])
 
   def scan_epoch(params, state, opt_state, data, perm, lr, key):
     def body(carry, inp):
@@ -151,7 +154,7 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh,
     steps = jnp.arange(perm.shape[0])
     (params, state, opt_state), losses = jax.lax.scan(body, (params, state, opt_state),
                                                       (steps, perm))
-    return params, state, opt_state, jnp.sum(losses)
+    return params, state, opt_state, jnp.sum(losses, axis=0)
 
   def step(params, state, opt_state, data, idx, lr, key, i):
     return one_step(params, state, opt_state, data, idx, lr, jax.random.fold_in(key, i))
@@ -313,9 +316,10 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
       params, state, opt_state, ls = progs.step(params, state, opt_state, dev_data,
                                                 perm[n_full * batch_size:], lr, ekey, n_full)
       loss_sum = loss_sum + ls
-    history[epoch] = float(loss_sum) / n
-    if hasattr(bar, "set_postfix"):
-      bar.set_postfix(loss=f"{history[epoch]:.4g}")
+    sums = np.asarray(loss_sum)
+    history[epoch] = float(sums[0]) / n
+    if hasattr(bar, "set_postfix"):  # accuracy: running, in train mode, over the epoch
+      bar.set_postfix(loss=f"{history[epoch]:.4g}", acc=f"{100 * sums[1] / n:.1f}%")
     if not np.isfinite(history[epoch]):
       history[epoch + 1:] = np.nan
       break  # diverged: the learning-rate search reads a NaN final loss
