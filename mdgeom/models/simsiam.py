@@ -46,6 +46,12 @@ def _linear(features: int, fan_in: int, bias: bool, name: str) -> nn.Dense:
                   bias_init=torch_default_bias(fan_in), name=name)
 
 
+def _linear_bn_relu(x, features, linear_name, bn_name, train):
+  # Bias-free Linear -> BatchNorm1d -> ReLU, the repeated unit of SimSiam's MLP heads.
+  x = _linear(features, x.shape[-1], False, linear_name)(x)
+  return nn.relu(BatchNorm(name=bn_name)(x, train))
+
+
 class Projector(nn.Module):
   """SimSiam's 3-layer projector (their `encoder.fc`), output batch-normalised without affine."""
   hidden: int
@@ -53,10 +59,8 @@ class Projector(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = _linear(self.hidden, x.shape[-1], False, "0")(x)
-    x = nn.relu(BatchNorm(name="1")(x, train))
-    x = _linear(self.hidden, self.hidden, False, "3")(x)
-    x = nn.relu(BatchNorm(name="4")(x, train))
+    x = _linear_bn_relu(x, self.hidden, "0", "1", train)
+    x = _linear_bn_relu(x, self.hidden, "3", "4", train)
     # The bias of "6" is frozen in their code; the affine-free BN after it cancels it anyway.
     x = _linear(self.dim, self.hidden, True, "6")(x)
     return BatchNorm(affine=False, name="7")(x, train)
@@ -69,8 +73,7 @@ class Predictor(nn.Module):
 
   @nn.compact
   def __call__(self, x, train: bool = False):
-    x = _linear(self.hidden, x.shape[-1], False, "0")(x)
-    x = nn.relu(BatchNorm(name="1")(x, train))
+    x = _linear_bn_relu(x, self.hidden, "0", "1", train)
     return _linear(self.dim, self.hidden, True, "3")(x)
 
 
