@@ -20,45 +20,13 @@ Writes workdir/results.json: {"config", "n_synapses", "log_volume": {mean, std},
 
 from __future__ import annotations
 
-import math
 import os
 import time
 
 import numpy as np
-from scipy import stats
 
 from experiments import _cli
 from mdgeom import results, synaptic
-
-# log |N(0, 1)| has standard deviation pi / (2 sqrt 2): with w0 << change, a p-norm gives
-# log w ~ log|xi| / (p - 1), a mode of that width divided by p - 1.
-LOG_ABS_NORMAL_STD = math.pi / (2 * math.sqrt(2))
-
-
-def _ne_model(x, config):
-  fit = synaptic.fit_log_mixture(x, n_starts=config.em_starts, seed=config.seed)
-  pi, mu, sigma = fit["pi"], np.asarray(fit["mu"]), fit["sigma"]
-  atoms = np.exp(mu)
-  generic = synaptic.two_point_mirror_logpdf("negative_entropy", x, atoms, [pi, 1 - pi], sigma)
-  mixture = synaptic.mixture_logpdf(x, pi, mu, sigma)
-  gof = synaptic.goodness_of_fit(x, lambda z: synaptic.mixture_cdf(z, pi, mu, sigma),
-                                 lambda z: synaptic.mixture_logpdf(z, pi, mu, sigma))
-  return {"w0_values": atoms, "w0_probs": [pi, 1 - pi], "log_w0": mu, "dual_change_std": sigma,
-          "em_iterations": fit["n_iter"],
-          "max_abs_logpdf_difference": float(np.max(np.abs(generic - mixture))),
-          **gof, **synaptic.aic_bic(gof["loglik_per_synapse"], x.size, 4)}
-
-
-def _pnorm_model(x, p, config, constant):
-  fit = synaptic.fit_pnorm_model(x, p, constant=constant, n_starts=config.pnorm_starts,
-                                 seed=config.seed, n_bins=config.n_bins)
-  args = (p, fit["pi_constant"], constant, fit["lognormal_mu"], fit["lognormal_sigma"],
-          fit["dual_change_std"])
-  gof = synaptic.goodness_of_fit(
-      x, lambda z: synaptic.pnorm_model_cdf(z, *args, n_bins=config.n_bins),
-      lambda z: synaptic.pnorm_model_logpdf(z, *args, n_bins=config.n_bins)[0])
-  return {**fit, **gof, **synaptic.aic_bic(gof["loglik_per_synapse"], x.size, 4)}
-
 
 def _conclusion(models, ne_sigma, config) -> tuple[dict, str]:
   base = models["lognormal_baseline"]["loglik_per_synapse"]
@@ -67,7 +35,7 @@ def _conclusion(models, ne_sigma, config) -> tuple[dict, str]:
     m = models[name]
     fits[name] = {"fits": bool(m["ks_p_value"] >= config.fit_ks_alpha),
                   "loglik_gain_over_lognormal": m["loglik_per_synapse"] - base}
-  implied_p = 1 + LOG_ABS_NORMAL_STD / ne_sigma
+  implied_p = synaptic.pnorm_from_mode_width(ne_sigma)
   e = models["2-norm"]
   lines = [f"n = {models['n']} synapses; log-likelihood per synapse of log volume, KS, Delta-CDF:"]
   for name in ("negative_entropy", "3-norm", "2-norm", "lognormal_baseline"):
@@ -85,8 +53,8 @@ def _conclusion(models, ne_sigma, config) -> tuple[dict, str]:
       f"{e['ks']:.4f}, p = {e['ks_p_value']:.2g}; gain {fits['2-norm']['loglik_gain_over_lognormal']:.4f}"
       f"): its best fit puts pi = {e['pi_constant']:.2g} of the synapses at the small constant, "
       "i.e. it abandons learning and becomes one log-normal. From a small constant, a p-norm makes "
-      f"log w ~ log|xi| / (p - 1), a mode of width {LOG_ABS_NORMAL_STD:.2f} / (p - 1): "
-      f"{LOG_ABS_NORMAL_STD:.2f} for p = 2 against the data's {ne_sigma:.2f} (the mixture's "
+      f"log w ~ log|xi| / (p - 1), a mode of width {synaptic.LOG_ABS_NORMAL_STD:.2f} / (p - 1): "
+      f"{synaptic.LOG_ABS_NORMAL_STD:.2f} for p = 2 against the data's {ne_sigma:.2f} (the mixture's "
       f"shared sd), which needs p = {implied_p:.2f}.")
   return fits, "\n".join(lines)
 
@@ -95,16 +63,15 @@ def run(config, workdir: str) -> dict:
   start = time.time()
   volumes = synaptic.load_spine_volumes(config.data_path, config.column, config.expected_rows)
   x = np.log(volumes)
-  models = {"negative_entropy": _ne_model(x, config)}
-  models["3-norm"] = _pnorm_model(x, 3.0, config, config.constant)
-  models["2-norm"] = _pnorm_model(x, 2.0, config, config.constant)
-  mu, sd = float(x.mean()), float(x.std())
-  models["lognormal_baseline"] = {
-      "mu": mu, "sigma": sd,
-      **synaptic.goodness_of_fit(x, lambda z: stats.norm.cdf(z, mu, sd),
-                                 lambda z: stats.norm.logpdf(z, mu, sd)),
-      **synaptic.aic_bic(float(np.mean(stats.norm.logpdf(x, mu, sd))), x.size, 2)}
-  sens = {f"{c:g}": _pnorm_model(x, 2.0, config, c) for c in config.euclidean_constants}
+  pn = dict(n_starts=config.pnorm_starts, seed=config.seed, n_bins=config.n_bins)
+  models = {"negative_entropy": synaptic.ne_model(x, n_starts=config.em_starts,
+                                                  seed=config.seed)}
+  models["3-norm"] = synaptic.pnorm_model(x, 3.0, constant=config.constant, **pn)
+  models["2-norm"] = synaptic.pnorm_model(x, 2.0, constant=config.constant, **pn)
+  models["lognormal_baseline"] = synaptic.lognormal_model(x)
+  mu = float(x.mean())
+  sens = {f"{c:g}": synaptic.pnorm_model(x, 2.0, constant=c, **pn)
+          for c in config.euclidean_constants}
   fits, note = _conclusion({**models, "n": x.size}, models["negative_entropy"]["dual_change_std"],
                            config)
   if sens:

@@ -102,6 +102,18 @@ def plot(res: dict, out: str, title: str = "") -> list[str]:
   return _common.save(fig, out, dpi=150)
 
 
+def annotate(axes, res: dict, heading: str, value) -> None:
+  """Writes `heading` and one line per trained potential, `value(arch, trained) -> str or None`,
+  into each B panel (e.g. sign-flip counts, final losses)."""
+  archs = sorted(res["architectures"], key=lambda a: res["n_weights"][a])
+  for ax, arch in zip(axes[0][1:], archs):
+    lines = [f"{potentials.short_label(t)}: {v}" for t in res["trained_potentials"]
+             if (v := value(arch, t)) is not None]
+    if lines:
+      ax.text(0.5, 0.97, heading + "\n" + "\n".join(lines), ha="center", va="top", fontsize=7,
+              transform=ax.transAxes, bbox=dict(facecolor="white", alpha=0.8, lw=0))
+
+
 def main(argv=None):
   parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
   parser.add_argument("results", nargs="*", default=["runs/finetune/results.json"])

@@ -14,25 +14,19 @@ import numpy as np
 
 from figures import _common
 from figures import finetune
-from mdgeom import potentials
 
 TITLE = "Fig. 7A: tanh RNN on row-wise sequential MNIST, recurrent weights analysed"
 
 
 def plot(res: dict, out: str) -> list[str]:
   fig, axes = finetune.draw(res, TITLE)
-  archs = sorted(res["architectures"], key=lambda a: res["n_weights"][a])
-  for ax, arch in zip(axes[0][1:], archs):
-    flips = res.get("n_sign_flips", {}).get(arch, {})
-    lines = []
-    for t in res["trained_potentials"]:
-      counts = [c for c in flips.get(t, {}).get("negative_entropy", []) if c is not None]
-      if counts:
-        lines.append(f"{potentials.short_label(t)}: {np.mean(counts):.0f}")
-    if lines:
-      ax.text(0.5, 0.97, "sign flips (rule NE out)\n" + "\n".join(lines), ha="center",
-              va="top", fontsize=7, transform=ax.transAxes,
-              bbox=dict(facecolor="white", alpha=0.8, lw=0))
+
+  def flips(arch, trained):
+    v = finetune._values(res.get("n_sign_flips", {}).get(arch, {}).get(trained, {})
+                         .get("negative_entropy", []))
+    return f"{np.nanmean(v):.0f}" if np.any(np.isfinite(v)) else None
+
+  finetune.annotate(axes, res, "sign flips (rule NE out)", flips)
   return _common.save(fig, out, dpi=150)
 
 

@@ -14,23 +14,18 @@ import numpy as np
 
 from figures import _common
 from figures import finetune
-from mdgeom import potentials
 
 TITLE = "Fig. 7B: SimSiam finetuned with its own loss, encoder conv weights analysed"
 
 
 def plot(res: dict, out: str) -> list[str]:
   fig, axes = finetune.draw(res, TITLE)
-  archs = sorted(res["architectures"], key=lambda a: res["n_weights"][a])
-  for ax, arch in zip(axes[0][1:], archs):
-    lines = []
-    for t in res["trained_potentials"]:
-      v = np.array([np.nan if x is None else x for x in res["final_loss"][arch][t]], float)
-      if np.any(np.isfinite(v)):
-        lines.append(f"{potentials.short_label(t)}: {np.nanmean(v):.3f}")
-    if lines:
-      ax.text(0.5, 0.97, "final SimSiam loss\n" + "\n".join(lines), ha="center", va="top",
-              fontsize=7, transform=ax.transAxes, bbox=dict(facecolor="white", alpha=0.8, lw=0))
+
+  def final_loss(arch, trained):
+    v = finetune._values(res["final_loss"][arch][trained])
+    return f"{np.nanmean(v):.3f}" if np.any(np.isfinite(v)) else None
+
+  finetune.annotate(axes, res, "final SimSiam loss", final_loss)
   return _common.save(fig, out, dpi=150)
 
 

@@ -26,7 +26,6 @@ import argparse
 import csv
 import dataclasses
 import functools
-import json
 import os
 import re
 import sys

@@ -440,3 +440,50 @@ def goodness_of_fit(x, cdf, logpdf) -> dict:
 def aic_bic(loglik_per_synapse: float, n: int, k: int) -> dict:
   ll = loglik_per_synapse * n
   return {"n_params": k, "aic": 2 * k - 2 * ll, "bic": k * math.log(n) - 2 * ll}
+
+
+# log |N(0, 1)| has standard deviation pi / (2 sqrt 2): with w0 << change, a p-norm gives
+# log w ~ log|xi| / (p - 1), a mode of that width divided by p - 1.
+LOG_ABS_NORMAL_STD = math.pi / (2 * math.sqrt(2))
+
+
+def pnorm_from_mode_width(width: float) -> float:
+  """The p whose mode width LOG_ABS_NORMAL_STD / (p - 1) in log w equals `width`."""
+  return 1.0 + LOG_ABS_NORMAL_STD / width
+
+
+def ne_model(x, *, n_starts: int = 8, seed: int = 0) -> dict:
+  """The negative-entropy model of log volumes x: two-point w0 + one Gaussian dual change, fitted
+  as a shared-variance two-Gaussian mixture by EM; checked against the density computed through
+  the mirror map (`max_abs_logpdf_difference`), with goodness of fit and AIC/BIC."""
+  fit = fit_log_mixture(x, n_starts=n_starts, seed=seed)
+  pi, mu, sigma = fit["pi"], np.asarray(fit["mu"]), fit["sigma"]
+  atoms = np.exp(mu)
+  generic = two_point_mirror_logpdf("negative_entropy", x, atoms, [pi, 1 - pi], sigma)
+  mixture = mixture_logpdf(x, pi, mu, sigma)
+  gof = goodness_of_fit(x, lambda z: mixture_cdf(z, pi, mu, sigma),
+                        lambda z: mixture_logpdf(z, pi, mu, sigma))
+  return {"w0_values": atoms, "w0_probs": [pi, 1 - pi], "log_w0": mu, "dual_change_std": sigma,
+          "em_iterations": fit["n_iter"],
+          "max_abs_logpdf_difference": float(np.max(np.abs(generic - mixture))),
+          **gof, **aic_bic(gof["loglik_per_synapse"], np.size(x), 4)}
+
+
+def pnorm_model(x, p: float, *, constant: float = 1e-2, n_starts: int = 4, seed: int = 0,
+                n_bins: int = 600) -> dict:
+  """`fit_pnorm_model` with goodness of fit and AIC/BIC."""
+  fit = fit_pnorm_model(x, p, constant=constant, n_starts=n_starts, seed=seed, n_bins=n_bins)
+  args = (p, fit["pi_constant"], constant, fit["lognormal_mu"], fit["lognormal_sigma"],
+          fit["dual_change_std"])
+  gof = goodness_of_fit(x, lambda z: pnorm_model_cdf(z, *args, n_bins=n_bins),
+                        lambda z: pnorm_model_logpdf(z, *args, n_bins=n_bins)[0])
+  return {**fit, **gof, **aic_bic(gof["loglik_per_synapse"], np.size(x), 4)}
+
+
+def lognormal_model(x) -> dict:
+  """The baseline: one log-normal (one Gaussian in log volume, ML fit), with goodness of fit."""
+  mu, sd = float(np.mean(x)), float(np.std(x))
+  return {"mu": mu, "sigma": sd,
+          **goodness_of_fit(x, lambda z: stats.norm.cdf(z, mu, sd),
+                            lambda z: stats.norm.logpdf(z, mu, sd)),
+          **aic_bic(float(np.mean(stats.norm.logpdf(x, mu, sd))), np.size(x), 2)}

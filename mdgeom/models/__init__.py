@@ -16,7 +16,7 @@ Conventions, shared by every model so that analysis and import are one line each
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Mapping
 
 import jax
 import jax.numpy as jnp
