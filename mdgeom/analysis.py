@@ -33,6 +33,7 @@ from scipy import special, stats
 
 from mdgeom import _checks
 from mdgeom import potentials as potentials_lib
+from mdgeom import scales as scales_lib
 
 PotentialLike = Union[str, potentials_lib.Potential]
 
@@ -53,8 +54,9 @@ def paper_candidates() -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _scaled_grid_counts(x, valid):
-  """For one 1-D sample: below[j] = #{i valid: x_i / s < t_j}, the count n, and s (ddof=1).
+def _scaled_grid_counts(x, valid, center=False):
+  """For one 1-D sample: below[j] = #{i valid: (x_i - c) / s < t_j}, the count n, and s (ddof=1);
+  c is the sample mean when `center`, else 0 (the paper's statistic).
 
   Each point goes to the bucket k = min{j : t_j > x/s} (first estimated from the uniform grid,
   then corrected against the grid values themselves, so the comparison is the brute force's);
@@ -66,7 +68,7 @@ def _scaled_grid_counts(x, valid):
   mean = jnp.sum(xv) / n
   var = jnp.sum(jnp.where(valid, (x - mean) ** 2, 0.0)) / (n - 1)
   s = jnp.sqrt(var)
-  xs = xv / s
+  xs = (xv - mean) / s if center else xv / s
   t = jnp.asarray(GRID, dtype)
   k = jnp.floor((xs - t[0]) / jnp.asarray(GRID_STEP, dtype))
   k = jnp.clip(jnp.where(jnp.isfinite(k), k, 0.0), -1, _N_GRID).astype(jnp.int32) + 1
@@ -79,11 +81,11 @@ def _scaled_grid_counts(x, valid):
   return below, n, s
 
 
-@jax.jit
-def _batched_grid_counts(x, valid):
+@functools.partial(jax.jit, static_argnums=2)
+def _batched_grid_counts(x, valid, center=False):
   flat_x = x.reshape(-1, x.shape[-1])
   flat_v = valid.reshape(-1, x.shape[-1])
-  below, n, s = jax.vmap(_scaled_grid_counts)(flat_x, flat_v)
+  below, n, s = jax.vmap(lambda a, b: _scaled_grid_counts(a, b, center))(flat_x, flat_v)
   lead = x.shape[:-1]
   return below.reshape(lead + (_N_GRID,)), n.reshape(lead), s.reshape(lead)
 
@@ -145,7 +147,7 @@ def delta_cdf(x, method: str = "grid", *, center: bool = False) -> float:
   if center:
     x = x - jnp.mean(x)
   if method == "grid":
-    below, n, s = _batched_grid_counts(x[None, :], jnp.ones((1, x.size), bool))
+    below, n, s = _batched_grid_counts(x[None, :], jnp.ones((1, x.size), bool), False)
     _check_scale(float(s[0]))
     return float(_delta_cdf_from_counts(below, n)[0])
   if method == "exact":
@@ -156,18 +158,18 @@ def delta_cdf(x, method: str = "grid", *, center: bool = False) -> float:
   raise ValueError(f"unknown Delta-CDF method {method!r}: use 'grid' or 'exact'.")
 
 
-def delta_cdf_batch(x, valid=None) -> np.ndarray:
+def delta_cdf_batch(x, valid=None, *, center: bool = False) -> np.ndarray:
   """The grid Delta-CDF of every row x[..., :] at once (jit + vmap over leading axes).
 
   `valid` (same shape, bool) marks the entries to use; default all. Rows whose standard deviation
-  is zero give NaN (nothing to scale).
+  is zero give NaN (nothing to scale). `center` subtracts each row's mean first.
   """
   x = jnp.asarray(x)
   if not jnp.issubdtype(x.dtype, jnp.floating):
     x = x.astype(jnp.float32)
   if valid is None:
     valid = jnp.ones(x.shape, bool)
-  below, n, s = _batched_grid_counts(x, valid)
+  below, n, s = _batched_grid_counts(x, valid, bool(center))
   out = _delta_cdf_from_counts(below, n)
   return np.where(np.asarray(s) > 0, out, np.nan)
 
@@ -364,6 +366,8 @@ class Ranking:
   n_unchanged: int
   unchanged_excluded: bool
   leaves: list[str]
+  center: bool = False
+  scales: str = "pooled"
 
   @property
   def best(self) -> CandidateResult:
@@ -372,6 +376,7 @@ class Ranking:
   def to_dict(self) -> dict:
     return {"n_weights": self.n_weights, "n_unchanged": self.n_unchanged,
             "unchanged_excluded": self.unchanged_excluded, "leaves": self.leaves,
+            "center": self.center, "scales": self.scales,
             "ranking": [r.to_dict() for r in self.results]}
 
   def table(self) -> str:
@@ -403,35 +408,55 @@ def _select_leaves(w0, w, where):
   s1 = jax.tree_util.tree_structure(w)
   if s0 != s1:
     raise ValueError(f"w0 and w have different pytree structures:\n{s0}\nvs\n{s1}")
-  names, a, b = [], [], []
+  names, shapes, a, b = [], [], [], []
   for (path, x0), (_, x1) in zip(p0, p1):
     name = jax.tree_util.keystr(path) or "<array>"
     if where is not None and not where(name, x0):
       continue
     _checks.check_same_shape(x0, x1, f"w0{name}", f"w{name}")
     names.append(name)
+    shapes.append(tuple(int(k) for k in np.shape(x0)))
     a.append(jnp.ravel(jnp.asarray(x0)))
     b.append(jnp.ravel(jnp.asarray(x1)))
   if not names:
     raise ValueError("the leaf filter selected no weights.")
   a = a[0] if len(a) == 1 else jnp.concatenate(a)
   b = b[0] if len(b) == 1 else jnp.concatenate(b)
-  return names, a, b
+  return names, tuple(shapes), a, b
 
 
-@functools.partial(jax.jit, static_argnums=(0, 4))
-def _candidate_kernel(pot, w0, w, keep, return_change):
+def _split_leaves(x, shapes):
+  """The flat concatenation of leaves back into arrays of the leaves' shapes."""
+  out, start = [], 0
+  for shape in shapes:
+    size = int(np.prod(shape)) if shape else 1
+    out.append(x[start:start + size].reshape(shape))
+    start += size
+  return out
+
+
+def _unit_normalise(d, valid, shapes):
+  """Each leaf's change divided by its rank-1 per-unit scale (mdgeom.scales), concatenated."""
+  parts = [scales_lib.unit_scales_dense(dl, vl).ravel()
+           for dl, vl in zip(_split_leaves(d, shapes), _split_leaves(valid, shapes))]
+  return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5, 6))
+def _candidate_kernel(pot, w0, w, keep, return_change, center=False, unit_shapes=None):
   changed = w != w0
   y0 = pot.mirror_map(w0)
   d = dual_change_raw(pot, w0, w)
   valid = keep & jnp.isfinite(d)
-  below, n, s = _scaled_grid_counts(d, valid)
+  x = d if unit_shapes is None else _unit_normalise(d, valid, unit_shapes)
+  valid_x = valid & jnp.isfinite(x)
+  below, n, s = _scaled_grid_counts(x, valid_x, center)
   num = jnp.sum(jnp.where(valid, d, 0.0) ** 2)
   den = jnp.sum(jnp.where(valid & jnp.isfinite(y0), y0, 0.0) ** 2)
   flips = jnp.sum(keep & changed & (jnp.sign(w0) * jnp.sign(w) < 0))
   zero = jnp.sum(keep & changed & ((w0 == 0) | (w == 0)))
   stats_ = dict(below=below, n=n, s=s, magnitude=jnp.sqrt(num / den), flips=flips, zero=zero)
-  return stats_, (jnp.where(valid, d, jnp.nan) if return_change else None)
+  return stats_, (jnp.where(valid_x, x, jnp.nan) if return_change else None)
 
 
 def rank_potentials(
@@ -444,6 +469,8 @@ def rank_potentials(
     method: str = "grid",
     normality: bool = False,
     seed: int = 0,
+    center: bool = False,
+    scales: Optional[str] = None,
 ) -> Ranking:
   """Ranks hypothesised potentials by the Gaussianity (Delta-CDF) of the dual change.
 
@@ -455,13 +482,23 @@ def rank_potentials(
       spike at exactly zero into every geometry's dual change; their count is always reported.
     method: Delta-CDF method, "grid" (the paper's) or "exact" (Wasserstein-1).
     normality: also run `normality_tests` on each candidate's dual change.
+    center: subtract the mean of the (scaled) change before the statistic: robust to a net drift
+      of the change (e.g. net potentiation), which the paper's uncentred statistic counts as
+      non-Gaussianity. Default False: the paper's statistic.
+    scales: None or "pooled" (the paper: one scale for all weights), or "units": each leaf's change
+      is divided by its rank-1 per-unit scale a_i b_j (rows = all input axes, columns = output
+      units; `mdgeom.scales`), which removes the scale mixture that unequal unit activity levels
+      put into the pooled change (docs/theory.md, "Per-unit scales").
 
   A sign-preserving candidate (negative entropy) is ruled out when any weight changed sign or
   reached/left zero (with the counts); its signed Delta-CDF is still reported, as the paper does.
   """
   if method not in ("grid", "exact"):
     raise ValueError(f"unknown Delta-CDF method {method!r}: use 'grid' or 'exact'.")
-  names, a, b = _select_leaves(w0, w, where)
+  if scales not in (None, "pooled", "units"):
+    raise ValueError(f"unknown scales {scales!r}: use None/'pooled' (the paper's) or 'units'.")
+  names, shapes, a, b = _select_leaves(w0, w, where)
+  unit_shapes = shapes if scales == "units" else None
   a, b = _as_pair(a, b)
   changed = a != b
   n_unchanged = int(a.size - jnp.sum(changed))
@@ -474,7 +511,7 @@ def rank_potentials(
   results = []
   for pot in pots:
     need_change = method == "exact" or normality
-    st, d = _candidate_kernel(pot, a, b, keep, need_change)
+    st, d = _candidate_kernel(pot, a, b, keep, need_change, bool(center), unit_shapes)
     flips, zero = int(st["flips"]), int(st["zero"])
     n = int(st["n"])
     if n < 2 or not float(st["s"]) > 0:
@@ -484,6 +521,7 @@ def rank_potentials(
     else:
       dn = np.asarray(d, np.float64)
       dn = dn[np.isfinite(dn)]
+      dn = dn - dn.mean() if center else dn
       value = wasserstein1_to_normal(np.sort(dn) / np.std(dn, ddof=1))
     res = CandidateResult(name=pot.name, delta_cdf=value, magnitude=float(st["magnitude"]),
                           n_sign_flips=flips, n_zero_crossings=zero)
@@ -497,4 +535,5 @@ def rank_potentials(
     results.append(res)
   results.sort(key=lambda r: (r.ruled_out, np.isnan(r.delta_cdf), r.delta_cdf))
   return Ranking(results=results, n_weights=int(jnp.sum(keep)), n_unchanged=n_unchanged,
-                 unchanged_excluded=exclude_unchanged, leaves=names)
+                 unchanged_excluded=exclude_unchanged, leaves=names, center=bool(center),
+                 scales="units" if scales == "units" else "pooled")

@@ -51,3 +51,56 @@ def gaussian_dual_change(potential: potentials_lib.Potential, w0, noise, scale) 
   """
   y = potential.mirror_map(w0) + scale * noise
   return potential.inverse_mirror_map(y, sign=jnp.sign(w0), initial_guess=w0)
+
+
+def measurement_noise(key, w, rel_sd) -> jax.Array:
+  """Multiplicative measurement noise with relative standard deviation `rel_sd`.
+
+  w * exp(s e - s^2 / 2), e ~ N(0, 1), s^2 = log(1 + rel_sd^2): the measured value has mean w and
+  standard deviation rel_sd |w|, never changes sign, and a zero stays zero (a log-normal error, as
+  for volumes measured from images).
+  """
+  s2 = jnp.log1p(jnp.asarray(rel_sd, jnp.result_type(w)) ** 2)
+  e = jax.random.normal(key, jnp.shape(w), jnp.result_type(w))
+  return w * jnp.exp(jnp.sqrt(s2) * e - 0.5 * s2)
+
+
+def weight_pair(key, true: potentials_lib.Potential, shape, *, init: str = "gaussian",
+                w0_scale: float = 0.1, change: float = 0.1, drift: float = 0.0,
+                silent: float = 0.0, unit_spread: float = 0.0, noise: float = 0.0):
+  """Weights before and after learning under a known geometry, with the deviations of real data.
+
+  The robustness protocol of the paper (section 4.2) is the default: w0 ~ N(0, w0_scale^2) with
+  w0_scale = 1/sqrt(D) = 0.1, and grad phi(w) = grad phi(w0) + xi with
+  xi = change * |f'(w0_scale)| * z, z ~ N(0, 1). On top of it:
+
+  - drift: z ~ N(drift, 1), a net change of the dual weights (net potentiation), in units of the
+    change's standard deviation;
+  - silent: the fraction of synapses that do not change at all (w = w0 exactly);
+  - unit_spread: for a 2-D shape [rows, cols], the standard deviation of log a_i and log b_j of
+    per-unit scales, xi_ij = a_i b_j (...) (Eq. 13's x_i delta_j structure; scales normalised to
+    a root-mean-square of 1, so the change's overall size is unchanged);
+  - noise: multiplicative measurement noise of relative SD `noise` on both w0 and w
+    (`measurement_noise`), drawn independently.
+
+  Returns (w0, w) as measured, of `shape`. Pure and jit/vmap-able (potential and shape static).
+  """
+  shape = tuple(int(s) for s in shape)
+  k0, kz, ku, kv, ks, kn0, kn1 = jax.random.split(key, 7)
+  w0 = initial_weights(k0, init, shape, std=w0_scale)
+  sigma = change * jnp.abs(true.mirror_map(jnp.asarray(w0_scale, w0.dtype)))
+  unit = jnp.ones(shape, w0.dtype)
+  if len(shape) == 2:
+    a = jnp.exp(unit_spread * jax.random.normal(ku, (shape[0], 1), w0.dtype))
+    b = jnp.exp(unit_spread * jax.random.normal(kv, (1, shape[1]), w0.dtype))
+    unit = a * b
+    unit = unit / jnp.sqrt(jnp.mean(unit * unit))
+  elif unit_spread:
+    raise ValueError(f"unit_spread needs a 2-D shape [rows, cols], got {shape}.")
+  xi = sigma * unit * (drift + jax.random.normal(kz, shape, w0.dtype))
+  still = jax.random.uniform(ks, shape) < silent
+  w = gaussian_dual_change(true, w0, xi, 1.0)
+  w = jnp.where(still, w0, w)
+  if noise:
+    w0, w = measurement_noise(kn0, w0, noise), measurement_noise(kn1, w, noise)
+  return w0, w
