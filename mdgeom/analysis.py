@@ -54,9 +54,10 @@ def paper_candidates() -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _scaled_grid_counts(x, valid, center=False):
+def _scaled_grid_counts(x, valid, center=False, scale=True):
   """For one 1-D sample: below[j] = #{i valid: (x_i - c) / s < t_j}, the count n, and s (ddof=1);
-  c is the sample mean when `center`, else 0 (the paper's statistic).
+  c is the sample mean when `center`, else 0 (the paper's statistic). With scale=False the sample
+  is compared with the grid as it is (s = 1, c = 0): for values already standardised by a model.
 
   Each point goes to the bucket k = min{j : t_j > x/s} (first estimated from the uniform grid,
   then corrected against the grid values themselves, so the comparison is the brute force's);
@@ -68,7 +69,11 @@ def _scaled_grid_counts(x, valid, center=False):
   mean = jnp.sum(xv) / n
   var = jnp.sum(jnp.where(valid, (x - mean) ** 2, 0.0)) / (n - 1)
   s = jnp.sqrt(var)
-  xs = (xv - mean) / s if center else xv / s
+  if not scale:
+    s = jnp.where(n >= 2, jnp.ones_like(s), s)
+    xs = xv
+  else:
+    xs = (xv - mean) / s if center else xv / s
   t = jnp.asarray(GRID, dtype)
   k = jnp.floor((xs - t[0]) / jnp.asarray(GRID_STEP, dtype))
   k = jnp.clip(jnp.where(jnp.isfinite(k), k, 0.0), -1, _N_GRID).astype(jnp.int32) + 1

@@ -518,9 +518,50 @@ def registered_names() -> list[str]:
   return sorted(_REGISTRY)
 
 
+def from_import_path(spec: str) -> Potential:
+  """The potential named by "package.module:attribute" (configs and the command line).
+
+  The attribute may be a Potential, a zero-argument function returning one, or a plain scalar
+  function f(w) (made into a potential with `potential`, named "module:attribute").
+  """
+  import importlib
+  import inspect
+
+  module_name, _, attr = spec.partition(":")
+  try:
+    module = importlib.import_module(module_name)
+  except ImportError as e:
+    raise ValueError(f"potential {spec!r}: cannot import module {module_name!r} ({e}). Write "
+                     "'package.module:function' with the module on the Python path.") from None
+  obj = module
+  for part in attr.split("."):
+    if not hasattr(obj, part):
+      raise ValueError(f"potential {spec!r}: module {module_name!r} has no attribute {attr!r}.")
+    obj = getattr(obj, part)
+  if isinstance(obj, Potential):
+    return obj
+  if callable(obj):
+    try:
+      params = inspect.signature(obj).parameters.values()
+      required = [p for p in params if p.default is p.empty
+                  and p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    except (TypeError, ValueError):
+      required = [None]
+    if not required:
+      pot = obj()
+      if not isinstance(pot, Potential):
+        raise ValueError(f"potential {spec!r}: {attr}() returned a {type(pot).__name__}, not a "
+                         "Potential.")
+      return pot
+    return potential(obj, name=spec)
+  raise ValueError(f"potential {spec!r}: {attr!r} is a {type(obj).__name__}, not a Potential or "
+                   "a function.")
+
+
 def get(name) -> Potential:
   """Parses a potential name: "2-norm", "2.5-norm", "3.0-norm", "negative_entropy" (or "ne"),
-  "hypentropy:0.1", or any name given to `register`. A Potential is returned unchanged."""
+  "hypentropy:0.1", any name given to `register`, or "package.module:function" (a user's
+  potential, see `from_import_path`). A Potential is returned unchanged."""
   if isinstance(name, Potential):
     return name
   if not isinstance(name, str):
@@ -528,6 +569,9 @@ def get(name) -> Potential:
   key = name.strip().lower()
   if key in _REGISTRY:
     return _REGISTRY[key]()
+  head = name.strip().partition(":")[0]
+  if ":" in name and head.lower() != "hypentropy" and re.fullmatch(r"[A-Za-z_][\w.]*", head):
+    return from_import_path(name.strip())
   m = _PNORM_RE.match(key)
   if m:
     return pnorm(float(m.group(1)))
@@ -542,10 +586,72 @@ def get(name) -> Potential:
     return hypentropy(beta)
   raise ValueError(
       f"unknown potential {name!r}. Known: '<p>-norm' for any p > 1 (e.g. '2-norm', '2.5-norm'), "
-      f"'hypentropy:<beta>', and registered names {registered_names()}."
+      f"'hypentropy:<beta>', registered names {registered_names()}, and 'package.module:function' "
+      "for a potential of your own."
   )
 
 
 register("negative_entropy", negative_entropy)
 register("negative-entropy", negative_entropy)
 register("ne", negative_entropy)
+
+
+def _code_digest(obj, h, seen) -> None:
+  """Feeds what a function computes into the hash: bytecode, constants, referenced globals and
+  closure values (recursively), so that editing a user's potential changes its fingerprint."""
+  import types
+
+  if id(obj) in seen:
+    return
+  seen.add(id(obj))
+  if isinstance(obj, functools.partial):
+    _code_digest(obj.func, h, seen)
+    for a in obj.args:
+      _code_digest(a, h, seen)
+    return
+  code = getattr(obj, "__code__", None)
+  if code is None:
+    h.update(repr(obj).encode() if isinstance(obj, (int, float, str, bytes, bool, tuple,
+                                                    type(None))) else type(obj).__name__.encode())
+    return
+
+  def walk(c):
+    h.update(c.co_code)
+    h.update(repr(c.co_names).encode())
+    for k in c.co_consts:
+      if isinstance(k, types.CodeType):
+        walk(k)
+      else:
+        h.update(repr(k).encode())
+
+  walk(code)
+  glb = getattr(obj, "__globals__", {})
+  for name in code.co_names:
+    if name in glb:
+      v = glb[name]
+      if isinstance(v, (int, float, str, bool)) or callable(v) and getattr(
+          v, "__module__", None) == getattr(obj, "__module__", None):
+        h.update(name.encode())
+        _code_digest(v, h, seen)
+  for cell in getattr(obj, "__closure__", None) or ():
+    try:
+      _code_digest(cell.cell_contents, h, seen)
+    except ValueError:  # an empty cell
+      pass
+
+
+def fingerprint(pot) -> str:
+  """A short hash of what a potential computes (its name, flags and the code of its functions).
+
+  Caches of results keyed by a potential use this, not the name alone: a user's potential edited
+  between two runs gets a new fingerprint, so results computed with the old one are not reused.
+  """
+  import hashlib
+
+  pot = get(pot)
+  h = hashlib.sha256()
+  h.update(f"{pot.name}|{pot.sign_preserving}".encode())
+  for fn in (pot.fn, pot.closed_form_mirror, pot.closed_form_hessian, pot.closed_form_inverse,
+             pot.closed_form_step):
+    _code_digest(fn, h, set())
+  return h.hexdigest()[:16]
