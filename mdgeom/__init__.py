@@ -6,10 +6,11 @@ geometry from weights before and after learning (Pogodin et al., ICLR 2024).
 
 from mdgeom import analysis
 from mdgeom import data
-from mdgeom import infer
+from mdgeom import inference
 from mdgeom import linear
 from mdgeom import models
 from mdgeom import potentials
+from mdgeom import scales
 from mdgeom import solve
 from mdgeom import synaptic
 from mdgeom import train
@@ -21,7 +22,7 @@ from mdgeom.analysis import (
     normality_tests,
     rank_potentials,
 )
-from mdgeom.infer import infer as infer_geometry
+from mdgeom.inference import infer_geometry
 from mdgeom.optim import MirrorDescentState, mirror_descent
 from mdgeom.solve import linearized_network_solution, linearized_solution, min_bregman_solution
 from mdgeom.potentials import (
@@ -46,7 +47,7 @@ __all__ = [
     "dual_change",
     "exclude_paths",
     "hypentropy",
-    "infer",
+    "inference",
     "infer_geometry",
     "linear",
     "linearized_network_solution",
@@ -59,6 +60,7 @@ __all__ = [
     "pnorm",
     "potential",
     "potentials",
+    "scales",
     "rank_potentials",
     "solve",
     "synaptic",

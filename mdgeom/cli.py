@@ -1,7 +1,8 @@
 """The `mdgeom` console script: `mdgeom <command> ...` (also `python -m mdgeom <command> ...`).
 
 Commands:
-  infer   rank candidate geometries for weights before and after learning (mdgeom.infer)
+  infer   which geometry explains weights before and after learning (mdgeom.inference)
+  design  how many synapses an experiment needs to tell geometries apart
 """
 
 from __future__ import annotations
@@ -12,8 +13,10 @@ from typing import Optional, Sequence
 USAGE = """usage: mdgeom <command> [args]
 
 commands:
-  infer BEFORE AFTER   rank candidate geometries of plasticity by the Gaussianity of the dual
-                       change (mdgeom infer --help)
+  infer BEFORE AFTER   which geometry of plasticity explains weights measured before and after
+                       learning (mdgeom infer --help)
+  design               how many synapses an experiment must measure to identify the geometry,
+                       by simulation (mdgeom design --help)
 """
 
 
@@ -23,10 +26,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     print(USAGE, end="")
     return 0 if argv else 2
   command, rest = argv[0], argv[1:]
-  if command == "infer":
-    from mdgeom import infer  # imported here: `mdgeom --help` stays fast
+  if command in ("infer", "design"):
+    from mdgeom.inference import cli  # imported here: `mdgeom --help` stays fast
 
-    return infer.main(rest)
+    return cli.infer_main(rest) if command == "infer" else cli.design_main(rest)
   print(f"mdgeom: unknown command {command!r}\n{USAGE}", file=sys.stderr, end="")
   return 2
 

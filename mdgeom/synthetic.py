@@ -95,12 +95,12 @@ def weight_pair(key, true: potentials_lib.Potential, shape, *, init: str = "gaus
     b = jnp.exp(unit_spread * jax.random.normal(kv, (1, shape[1]), w0.dtype))
     unit = a * b
     unit = unit / jnp.sqrt(jnp.mean(unit * unit))
-  elif unit_spread:
+  elif isinstance(unit_spread, (int, float)) and unit_spread:
     raise ValueError(f"unit_spread needs a 2-D shape [rows, cols], got {shape}.")
   xi = sigma * unit * (drift + jax.random.normal(kz, shape, w0.dtype))
   still = jax.random.uniform(ks, shape) < silent
   w = gaussian_dual_change(true, w0, xi, 1.0)
   w = jnp.where(still, w0, w)
-  if noise:
+  if not (isinstance(noise, (int, float)) and noise == 0):  # (a traced noise level: always)
     w0, w = measurement_noise(kn0, w0, noise), measurement_noise(kn1, w, noise)
   return w0, w

@@ -250,3 +250,33 @@ def test_short_label():
   assert P.short_label("2.5-norm") == "2.5"
   assert P.short_label(P.pnorm(3.0)) == "3"
   assert P.short_label("hypentropy:0.1") == "hypentropy:0.1"
+
+
+def test_user_potential_by_import_path(tmp_path, monkeypatch):
+  (tmp_path / "userpots.py").write_text(
+      "import mdgeom\n"
+      "def quartic(w):\n  return w**4 / 4 + w**2 / 2\n"
+      "@mdgeom.potential\ndef cosh_like(w):\n  return w**2 / 2 + w**4 / 12\n"
+      "def factory():\n  return mdgeom.pnorm(2.5)\n"
+      "NOT_A_POTENTIAL = 3\n")
+  monkeypatch.syspath_prepend(str(tmp_path))
+  q = P.get("userpots:quartic")
+  assert q.name == "userpots:quartic"
+  np.testing.assert_allclose(q.mirror_map(np.array([0.5, -2.0])), [0.625, -10.0], rtol=1e-6)
+  assert P.get("userpots:cosh_like").name == "cosh_like"
+  assert P.get("userpots:factory") is P.pnorm(2.5)
+  with pytest.raises(ValueError, match="cannot import module 'nosuchmodule'"):
+    P.get("nosuchmodule:f")
+  with pytest.raises(ValueError, match="has no attribute 'missing'"):
+    P.get("userpots:missing")
+  with pytest.raises(ValueError, match="not a Potential or a function"):
+    P.get("userpots:NOT_A_POTENTIAL")
+  assert P.get("hypentropy:0.5").name == "hypentropy:0.5"  # not an import path
+
+
+def test_fingerprint_follows_the_code_not_the_name():
+  a = P.potential(lambda w: w ** 4 / 4 + w ** 2 / 2, name="same")
+  b = P.potential(lambda w: w ** 4 / 4 + w ** 2, name="same")
+  assert P.fingerprint(a) != P.fingerprint(b)
+  assert P.fingerprint("2-norm") == P.fingerprint(P.pnorm(2.0))
+  assert P.fingerprint("2-norm") != P.fingerprint("3-norm")

@@ -78,10 +78,16 @@ class DesignResult:
     return "\n".join(lines)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 3, 4))
 def _scores_one(pot, w0, w, center, noisy, log_sd):
   """The statistic of candidate `pot` for a batch of replicates [R, n] (noise-standardised when
-  noisy)."""
+  noisy), with mu and sigma of the fit."""
+  make, theta = noise_lib._family_maker(pot)
+  return _scores(make, jnp.asarray(theta, w0.dtype), w0, w, center, noisy, log_sd)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 4, 5))
+def _scores(make, theta, w0, w, center, noisy, log_sd):
+  pot = make(theta)
 
   def one(a, b):
     d = analysis.dual_change_raw(pot, a, b)
@@ -98,15 +104,21 @@ def _scores_one(pot, w0, w, center, noisy, log_sd):
   return jax.vmap(one)(w0, w)
 
 
+@functools.partial(jax.jit, static_argnums=(0, 1, 2))
+def _draw_synthetic(true, n, init, keys, w0_scale, change, drift, silent, noise):
+  def fn(k):
+    return synthetic.weight_pair(k, true, (n,), init=init, w0_scale=w0_scale, change=change,
+                                 drift=drift, silent=silent, noise=noise)
+
+  return jax.vmap(fn)(keys)
+
+
 def _draw(true, n, n_rep, key, noise, settings, pilot):
   """n_rep measured pairs [n_rep, n] under `true`."""
   keys = jax.random.split(key, n_rep)
   if pilot is None:
-    fn = lambda k: synthetic.weight_pair(
-        k, true, (n,), init=settings["init"], w0_scale=settings["w0_scale"],
-        change=settings["change"], drift=settings["drift"], silent=settings["silent"],
-        noise=noise)
-    w0, w = jax.jit(jax.vmap(fn))(keys)
+    w0, w = _draw_synthetic(true, n, settings["init"], keys, settings["w0_scale"],
+                            settings["change"], settings["drift"], settings["silent"], noise)
     return np.asarray(w0, np.float64), np.asarray(w, np.float64)
   w0p, mu, sigma = pilot["w0"], pilot["mu"][true.name], pilot["sigma"][true.name]
   rng = np.random.default_rng(np.asarray(jax.random.key_data(key)).ravel()[-1])
@@ -182,7 +194,7 @@ def identification_power(
     n_rep: simulated experiments per cell; n_sim: simulations per candidate calibration.
     target: the power asked for.
   """
-  trues = [potentials_lib.get(t) for t in true_potentials]
+  trues = cands.resolve(true_potentials)
   cand_pots = cands.resolve(candidates)
   names = [c.name for c in cand_pots]
   for t in trues:

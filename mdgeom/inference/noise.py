@@ -170,9 +170,10 @@ def _simulate(make, params, w0, mu, sigma, unit, log_sd, keys, ids, center, use_
   return jax.vmap(per_param, in_axes=(0, 0, 0, None))(params, mu, sigma, keys)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 6, 7))
-def _observed(pot, w0, w, keep, log_sd, unit, use_units, center):
-  """The measured pair through the same steps: (r, mu, sigma)."""
+@functools.partial(jax.jit, static_argnums=(0, 7, 8))
+def _observed(make, theta, w0, w, keep, log_sd, unit, use_units, center):
+  """The measured pair through the same steps: (r, mu, sigma). One compilation per family."""
+  pot = make(theta)
   s2 = log_sd * log_sd
   d = analysis.dual_change_raw(pot, w0, w)
   valid = keep & jnp.isfinite(d)
@@ -186,8 +187,10 @@ def _observed(pot, w0, w, keep, log_sd, unit, use_units, center):
 def observed_standardised(pot, w0, w, keep, rel_sd, unit=None, center=True):
   """The measured change of `pot`, noise-standardised: (r [n] with NaN where left out, mu,
   sigma). `unit` is the per-unit scale of each synapse (from `mdgeom.scales`), or None."""
+  make, theta = _family_maker(pot)
   with jax.enable_x64(True):
-    r, mu, sigma = _observed(pot, jnp.asarray(w0, jnp.float64), jnp.asarray(w, jnp.float64),
+    r, mu, sigma = _observed(make, jnp.asarray(theta, jnp.float64), jnp.asarray(w0, jnp.float64),
+                             jnp.asarray(w, jnp.float64),
                              jnp.asarray(keep), jnp.asarray(np.sqrt(lognormal_sigma2(rel_sd))),
                              jnp.asarray(np.ones(np.size(w0)) if unit is None else unit,
                                          jnp.float64), unit is not None, bool(center))

@@ -1,0 +1,259 @@
+"""`mdgeom infer` and `mdgeom design`: thin command lines over `infer_geometry` and
+`identification_power`.
+
+    mdgeom infer before.csv after.csv --column volume --noise 0.1 --json out.json
+    mdgeom infer W0.npy W.npy                         # a 2-D matrix: per-unit scales by default
+    mdgeom infer syn.csv syn.csv --before-column v0 --after-column v1 --units pre_id,post_id
+    mdgeom design --n 300,1000,3000,10000 --noise 0,0.05,0.1 --figure power.png
+
+Every expected failure (missing or unreadable file, bad value, unknown potential) is one line on
+stderr naming the file or value and what to do, with exit status 2; --verbose shows the traceback.
+Output paths are checked before the analysis runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+import traceback
+from typing import Optional, Sequence
+
+from mdgeom import results as results_lib
+from mdgeom.inference.io import InferenceError
+
+
+def _floats(text: str, what: str) -> list[float]:
+  out = []
+  for part in text.split(","):
+    part = part.strip()
+    if not part:
+      continue
+    try:
+      out.append(float(part))
+    except ValueError:
+      raise InferenceError(f"{what}: {part!r} is not a number (give comma-separated numbers, "
+                           "e.g. 0.01,0.1).") from None
+  if not out:
+    raise InferenceError(f"{what}: no numbers given.")
+  return out
+
+
+def _ints(text: str, what: str) -> list[int]:
+  vals = _floats(text, what)
+  if any(v != int(v) or v < 1 for v in vals):
+    raise InferenceError(f"{what}: give positive whole numbers, got {text!r}.")
+  return [int(v) for v in vals]
+
+
+def _check_output(path: Optional[str], what: str) -> None:
+  """Fails before the analysis when an output cannot be written."""
+  if not path:
+    return
+  if os.path.isdir(path):
+    raise InferenceError(f"{what} {path} is a directory: give a file name.")
+  folder = os.path.dirname(os.path.abspath(path))
+  if os.path.exists(folder) and not os.path.isdir(folder):
+    raise InferenceError(f"{what} {path}: {folder} is a file, not a folder.")
+  if os.path.isdir(folder) and not os.access(folder, os.W_OK):
+    raise InferenceError(f"{what} {path}: cannot write to {folder}.")
+
+
+def infer_parser() -> argparse.ArgumentParser:
+  ap = argparse.ArgumentParser(
+      prog="mdgeom infer",
+      description="Which geometry of plasticity explains weights measured BEFORE and AFTER "
+                  "learning? Ranks candidate potentials by the Gaussianity of their dual change "
+                  "and says what the data support.")
+  ap.add_argument("before", metavar="BEFORE", help="weights before learning (.csv, .npy, .npz; "
+                  "a 2-D NPY/NPZ array is a weight matrix [post, pre])")
+  ap.add_argument("after", metavar="AFTER", help="weights after learning (the same synapses)")
+  ap.add_argument("--column", help="CSV column (name or 0-based index) or NPZ array, for both")
+  ap.add_argument("--before-column", help="column/array of BEFORE (overrides --column)")
+  ap.add_argument("--after-column", help="column/array of AFTER (overrides --column)")
+  ap.add_argument("--units", metavar="PRE,POST",
+                  help="two CSV columns of BEFORE with each synapse's presynaptic and "
+                  "postsynaptic unit (neuron ids): enables per-unit scales for a synapse table")
+  ap.add_argument("--candidates", help="comma-separated potentials: '2-norm', 'negative_entropy', "
+                  "'hypentropy:0.1', 'mypackage.module:function' (default: negative entropy, "
+                  "p-norms p-min..p-max, hypentropy over beta, registered potentials)")
+  ap.add_argument("--p-min", default="1.1", help="smallest p of the scan (default 1.1)")
+  ap.add_argument("--p-max", default="4", help="largest p of the scan (default 4; grows to 8 "
+                  "when the best p sits at the end)")
+  ap.add_argument("--p-step", default="0.05", help="step of the p scan (default 0.05)")
+  ap.add_argument("--no-grow-p", action="store_true", help="keep the p scan where it is")
+  ap.add_argument("--betas", help="comma-separated hypentropy betas (default: median |w0| x "
+                  "10^-2 .. 10^1)")
+  ap.add_argument("--noise", default="0", help="relative SD of multiplicative measurement noise "
+                  "on both measurements, e.g. 0.1 for 10%% (default 0: exact measurements)")
+  ap.add_argument("--no-center", action="store_true", help="do not centre the change (the "
+                  "paper's statistic; a net drift then counts as non-Gaussianity)")
+  ap.add_argument("--keep-unchanged", action="store_true", help="keep weights with AFTER == "
+                  "BEFORE as zero changes (default: count them and leave them out)")
+  ap.add_argument("--scales", default="auto", choices=["auto", "units", "pooled"],
+                  help="per-unit scales (auto: on for 2-D weights and --units; pooled: the "
+                  "paper's single scale)")
+  ap.add_argument("--level", default="0.05", help="level of the comparisons with the best")
+  ap.add_argument("--ci-level", default="0.95", help="coverage of the bootstrap intervals")
+  ap.add_argument("--n-boot", default="200", help="paired bootstrap resamples")
+  ap.add_argument("--n-null", default="1000", help="Gaussian-null draws (goodness of fit)")
+  ap.add_argument("--n-sim", default="200", help="simulations per candidate (noise model)")
+  ap.add_argument("--seed", default="0", help="seed of every random draw")
+  ap.add_argument("--json", metavar="PATH", help="write the result as JSON")
+  ap.add_argument("--figure", metavar="PATH", default="mdgeom_infer.png",
+                  help="figure (default: %(default)s)")
+  ap.add_argument("--no-figure", action="store_true")
+  ap.add_argument("--all", action="store_true", help="print every candidate (default: top 15)")
+  ap.add_argument("--verbose", action="store_true", help="show tracebacks of errors")
+  return ap
+
+
+def _number(text, what, kind=float, lo=None, hi=None):
+  try:
+    v = kind(text)
+  except (TypeError, ValueError):
+    raise InferenceError(f"{what}: {text!r} is not {'an integer' if kind is int else 'a number'}."
+                         ) from None
+  if kind is float and not (v == v and abs(v) != float("inf")):
+    raise InferenceError(f"{what}: {text!r} is not a finite number.")
+  if lo is not None and v < lo or hi is not None and v > hi:
+    raise InferenceError(f"{what} = {text}: must be between {lo} and {hi}.")
+  return v
+
+
+def infer_main(argv: Optional[Sequence[str]] = None) -> int:
+  """`mdgeom infer BEFORE AFTER ...`; returns the exit status (0 ok, 2 bad input)."""
+  args = infer_parser().parse_args(argv)
+  start = time.time()
+  try:
+    from mdgeom.inference import candidates as cands
+    from mdgeom.inference import figures, geometry, io
+
+    p_min = _number(args.p_min, "--p-min")
+    p_max = _number(args.p_max, "--p-max")
+    p_step = _number(args.p_step, "--p-step")
+    cands.pnorm_grid(p_min, p_max, p_step)  # validates the scan before any work
+    noise = _number(args.noise, "--noise", lo=0, hi=1.99)
+    level = _number(args.level, "--level", lo=1e-6, hi=0.5)
+    ci_level = _number(args.ci_level, "--ci-level", lo=0.5, hi=0.999999)
+    n_boot = _number(args.n_boot, "--n-boot", int, lo=20, hi=100000)
+    n_null = _number(args.n_null, "--n-null", int, lo=20, hi=10 ** 7)
+    n_sim = _number(args.n_sim, "--n-sim", int, lo=20, hi=100000)
+    seed = _number(args.seed, "--seed", int, lo=0, hi=2 ** 32 - 1)
+    betas = _floats(args.betas, "--betas") if args.betas else None
+    if betas and any(not b > 0 for b in betas):
+      raise InferenceError(f"--betas: every beta must be > 0, got {args.betas!r}.")
+    _check_output(args.json, "--json")
+    if not args.no_figure:
+      _check_output(args.figure, "--figure")
+    w0 = io.read_weights(args.before, args.before_column or args.column)
+    w = io.read_weights(args.after, args.after_column or args.column)
+    io.check_pair(w0, w)
+    units = None
+    if args.units:
+      parts = [c.strip() for c in args.units.split(",")]
+      if len(parts) != 2 or not all(parts):
+        raise InferenceError(f"--units {args.units!r}: give two column names, PRE,POST.")
+      if w0.ndim != 1:
+        raise InferenceError("--units names CSV columns; a 2-D matrix carries its units already.")
+      units = io.read_unit_ids(args.before, *parts)
+    candidates = None
+    if args.candidates:
+      candidates = cands.resolve([c.strip() for c in args.candidates.split(",") if c.strip()])
+    res = geometry.infer_geometry(
+        w0, w, candidates, center=not args.no_center,
+        unchanged="keep" if args.keep_unchanged else "exclude", scales=args.scales, units=units,
+        noise=noise, level=level, ci_level=ci_level, n_boot=n_boot, n_null=n_null, n_sim=n_sim,
+        seed=seed, p_min=p_min, p_max=p_max, p_step=p_step, betas=betas,
+        grow_p=not args.no_grow_p)
+  except InferenceError as e:
+    if args.verbose:
+      traceback.print_exc()
+    print(f"mdgeom infer: error: {e}", file=sys.stderr)
+    return 2
+  print(res.table(None if args.all else 15))
+  if args.json:
+    results_lib.write_json_atomic(args.json, {"command": ["mdgeom", "infer", *(
+        argv if argv is not None else sys.argv[2:])], **res.to_dict()})
+    print(f"wrote {args.json}")
+  if not args.no_figure:
+    print(f"wrote {figures.plot_inference(res, args.figure)}")
+  print(f"({time.time() - start:.1f} s)")
+  return 0
+
+
+def design_parser() -> argparse.ArgumentParser:
+  ap = argparse.ArgumentParser(
+      prog="mdgeom design",
+      description="How many synapses must an experiment measure to identify the geometry of "
+                  "plasticity? Simulates the experiment and prints the probability of "
+                  "identifying each true geometry (and the confusion matrix) against the number "
+                  "of synapses and the measurement noise.")
+  ap.add_argument("--true", default="negative_entropy,2-norm,3-norm",
+                  help="geometries to tell apart (default: %(default)s)")
+  ap.add_argument("--candidates", default="negative_entropy,1.5-norm,2-norm,2.5-norm,3-norm",
+                  help="hypotheses the analysis ranks (default: %(default)s)")
+  ap.add_argument("--n", default="300,1000,3000,10000", help="numbers of synapses")
+  ap.add_argument("--noise", default="0,0.05,0.1", help="relative SDs of the measurement noise")
+  ap.add_argument("--change", default="0.1", help="change size in the units of the paper's "
+                  "robustness protocol: SD of the dual change = change x |f'(w0-scale)|")
+  ap.add_argument("--init", default="gaussian", choices=["gaussian", "lognormal"])
+  ap.add_argument("--w0-scale", default="0.1", help="scale of the initial weights")
+  ap.add_argument("--drift", default="0", help="net drift of the change, in its SDs")
+  ap.add_argument("--silent", default="0", help="fraction of synapses that do not change")
+  ap.add_argument("--pilot", nargs=2, metavar=("BEFORE", "AFTER"),
+                  help="a pilot pair: initial weights and change size are taken from it")
+  ap.add_argument("--column", help="CSV column or NPZ array of the pilot files")
+  ap.add_argument("--reps", default="50", help="simulated experiments per cell")
+  ap.add_argument("--n-sim", default="100", help="simulations per candidate calibration")
+  ap.add_argument("--target", default="0.8", help="power asked for (default 0.8)")
+  ap.add_argument("--seed", default="0")
+  ap.add_argument("--json", metavar="PATH")
+  ap.add_argument("--figure", metavar="PATH", default="mdgeom_design.png")
+  ap.add_argument("--no-figure", action="store_true")
+  ap.add_argument("--verbose", action="store_true")
+  return ap
+
+
+def design_main(argv: Optional[Sequence[str]] = None) -> int:
+  args = design_parser().parse_args(argv)
+  start = time.time()
+  try:
+    from mdgeom.inference import design, figures, io
+
+    ns = _ints(args.n, "--n")
+    noise = _floats(args.noise, "--noise")
+    kwargs = dict(
+        n_synapses=ns, noise=noise, change=_number(args.change, "--change", lo=1e-9, hi=1e3),
+        init=args.init, w0_scale=_number(args.w0_scale, "--w0-scale", lo=1e-12, hi=1e12),
+        drift=_number(args.drift, "--drift", lo=-100, hi=100),
+        silent=_number(args.silent, "--silent", lo=0, hi=0.99),
+        n_rep=_number(args.reps, "--reps", int, lo=2, hi=100000),
+        n_sim=_number(args.n_sim, "--n-sim", int, lo=20, hi=100000),
+        target=_number(args.target, "--target", lo=0.01, hi=0.99),
+        seed=_number(args.seed, "--seed", int, lo=0, hi=2 ** 32 - 1), progress=True)
+    _check_output(args.json, "--json")
+    if not args.no_figure:
+      _check_output(args.figure, "--figure")
+    if args.pilot:
+      p0 = io.read_weights(args.pilot[0], args.column)
+      p1 = io.read_weights(args.pilot[1], args.column)
+      io.check_pair(p0, p1, names=args.pilot)
+      kwargs["pilot"] = (p0, p1)
+    trues = [c.strip() for c in args.true.split(",") if c.strip()]
+    cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    res = design.identification_power(trues, cands, **kwargs)
+  except InferenceError as e:
+    if args.verbose:
+      traceback.print_exc()
+    print(f"mdgeom design: error: {e}", file=sys.stderr)
+    return 2
+  print(res.table())
+  if args.json:
+    results_lib.write_json_atomic(args.json, res.to_dict())
+    print(f"wrote {args.json}")
+  if not args.no_figure:
+    print(f"wrote {figures.plot_design(res, args.figure)}")
+  print(f"({time.time() - start:.1f} s)")
+  return 0
