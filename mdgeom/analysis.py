@@ -24,7 +24,8 @@ import dataclasses
 import functools
 import re
 import warnings
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from collections.abc import Callable, Iterable
+from typing import Any, Union
 
 import jax
 import jax.numpy as jnp
@@ -356,7 +357,7 @@ class CandidateResult:
   reason: str = ""
   n_sign_flips: int = 0
   n_zero_crossings: int = 0
-  normality: Optional[dict] = None
+  normality: dict | None = None
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -467,15 +468,15 @@ def _candidate_kernel(pot, w0, w, keep, return_change, center=False, unit_shapes
 def rank_potentials(
     w0,
     w,
-    candidates: Optional[Iterable[PotentialLike]] = None,
+    candidates: Iterable[PotentialLike] | None = None,
     *,
-    where: Optional[Callable[[str, Any], bool]] = None,
+    where: Callable[[str, Any], bool] | None = None,
     exclude_unchanged: bool = False,
     method: str = "grid",
     normality: bool = False,
     seed: int = 0,
     center: bool = False,
-    scales: Optional[str] = None,
+    scales: str | None = None,
 ) -> Ranking:
   """Ranks hypothesised potentials by the Gaussianity (Delta-CDF) of the dual change.
 

@@ -27,7 +27,7 @@ import dataclasses
 import functools
 import math
 import re
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
@@ -94,10 +94,10 @@ class Potential:
   fn: ScalarFn
   name: str
   sign_preserving: bool = False
-  closed_form_mirror: Optional[ScalarFn] = None
-  closed_form_hessian: Optional[ScalarFn] = None
-  closed_form_inverse: Optional[Callable[[Array, Array], Array]] = None
-  closed_form_step: Optional[Callable[[Array, Array], Array]] = None
+  closed_form_mirror: ScalarFn | None = None
+  closed_form_hessian: ScalarFn | None = None
+  closed_form_inverse: Callable[[Array, Array], Array] | None = None
+  closed_form_step: Callable[[Array, Array], Array] | None = None
   newton_max_iter: int = 100
 
   def __repr__(self) -> str:
@@ -351,9 +351,9 @@ def _newton_inverse(fprime, fsecond, y, sign, x0, sign_preserving, max_iter):
 # ----------------------------------------------------------------------------------------------
 
 
-def potential(fn: Optional[ScalarFn] = None, *, name: Optional[str] = None,
-              sign_preserving: bool = False, inverse: Optional[Callable] = None,
-              mirror: Optional[ScalarFn] = None, hessian: Optional[ScalarFn] = None):
+def potential(fn: ScalarFn | None = None, *, name: str | None = None,
+              sign_preserving: bool = False, inverse: Callable | None = None,
+              mirror: ScalarFn | None = None, hessian: ScalarFn | None = None):
   """Makes a Potential from a scalar function of one weight; usable as a decorator.
 
       @mdgeom.potential
@@ -416,7 +416,7 @@ def pnorm(p) -> Potential:
 
 # Built-ins with concrete parameters are cached, so `get("2-norm")` twice is the same object and
 # jitted functions that take the potential as a static argument compile once.
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _pnorm_cached(p: float) -> Potential:
   return _make_pnorm(p, f"{_format_number(p)}-norm")
 
@@ -435,7 +435,7 @@ def _make_pnorm(p, name: str) -> Potential:
   )
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def negative_entropy() -> Potential:
   """Negative entropy f(w) = |w| log|w| on each half-line (SPEC section 1, Eq. 7).
 
@@ -472,7 +472,7 @@ def hypentropy(beta) -> Potential:
   return _make_hypentropy(beta, "hypentropy")
 
 
-@functools.lru_cache(maxsize=None)
+@functools.cache
 def _hypentropy_cached(beta: float) -> Potential:
   return _make_hypentropy(beta, f"hypentropy:{_format_number(beta)}")
 

@@ -33,7 +33,7 @@ Both return the normalised change z_ij = d_ij / (a_i b_j) (NaN where invalid).
 
 from __future__ import annotations
 
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -207,7 +207,7 @@ def unit_scales_dense(d, valid=None, *, min_count: int = MIN_COUNT):
   return z.reshape(shape)
 
 
-def normalise(d, ids: Optional[UnitIds], valid=None, **kwargs) -> np.ndarray:
+def normalise(d, ids: UnitIds | None, valid=None, **kwargs) -> np.ndarray:
   """d / (a_i b_j) with unit ids, or d itself (NaN where invalid) when ids is None."""
   if ids is None:
     d = np.asarray(d, np.float64)

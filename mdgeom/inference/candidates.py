@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import functools
 import re
-from typing import Iterable, Iterator, Optional, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 
 import jax
 import jax.numpy as jnp
@@ -28,7 +28,7 @@ _HYP = re.compile(r"^hypentropy:(.+)$")
 CHUNK = 8  # candidates whose changes are held in memory at once
 
 
-def pnorm_p(pot: Potential) -> Optional[float]:
+def pnorm_p(pot: Potential) -> float | None:
   """p when `pot` is the built-in p-norm, else None (a user's potential named "2-norm" is not)."""
   m = _PNORM.match(pot.name)
   if m and float(m.group(1)) > 1 and potentials_lib.pnorm(float(m.group(1))) is pot:
@@ -36,7 +36,7 @@ def pnorm_p(pot: Potential) -> Optional[float]:
   return None
 
 
-def hypentropy_beta(pot: Potential) -> Optional[float]:
+def hypentropy_beta(pot: Potential) -> float | None:
   m = _HYP.match(pot.name)
   if m:
     try:
@@ -95,7 +95,7 @@ def default_betas(w0) -> list[float]:
 
 
 def default_candidates(w0=None, *, p_min: float = 1.1, p_max: float = 4.0, p_step: float = 0.05,
-                       betas: Optional[Sequence[float]] = None) -> list[Potential]:
+                       betas: Sequence[float] | None = None) -> list[Potential]:
   """Negative entropy, the p-norms p_min..p_max, hypentropy over `betas`, and every potential
   registered with `mdgeom.potentials.register`."""
   pots = [potentials_lib.negative_entropy()]

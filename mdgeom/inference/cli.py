@@ -18,7 +18,7 @@ import os
 import sys
 import time
 import traceback
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 from mdgeom import results as results_lib
 from mdgeom.inference.io import InferenceError
@@ -47,7 +47,7 @@ def _ints(text: str, what: str) -> list[int]:
   return [int(v) for v in vals]
 
 
-def _check_output(path: Optional[str], what: str) -> None:
+def _check_output(path: str | None, what: str) -> None:
   """Fails before the analysis when an output cannot be written."""
   if not path:
     return
@@ -122,7 +122,7 @@ def _number(text, what, kind=float, lo=None, hi=None):
   return v
 
 
-def infer_main(argv: Optional[Sequence[str]] = None) -> int:
+def infer_main(argv: Sequence[str] | None = None) -> int:
   """`mdgeom infer BEFORE AFTER ...`; returns the exit status (0 ok, 2 bad input)."""
   args = infer_parser().parse_args(argv)
   start = time.time()
@@ -216,7 +216,7 @@ def design_parser() -> argparse.ArgumentParser:
   return ap
 
 
-def design_main(argv: Optional[Sequence[str]] = None) -> int:
+def design_main(argv: Sequence[str] | None = None) -> int:
   args = design_parser().parse_args(argv)
   start = time.time()
   try:

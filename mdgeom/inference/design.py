@@ -19,15 +19,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
-from mdgeom import analysis
+from mdgeom import analysis, synthetic
 from mdgeom import potentials as potentials_lib
-from mdgeom import synthetic
 from mdgeom.inference import candidates as cands
 from mdgeom.inference import noise as noise_lib
 from mdgeom.inference.io import InferenceError

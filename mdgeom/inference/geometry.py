@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from typing import Any, Iterable, Optional, Union
+from collections.abc import Iterable
+from typing import Any
 
 import jax
 import numpy as np
@@ -34,8 +35,7 @@ from mdgeom import potentials as potentials_lib
 from mdgeom import scales as scales_lib
 from mdgeom.inference import candidates as cands
 from mdgeom.inference import noise as noise_lib
-from mdgeom.inference import statistic
-from mdgeom.inference import verdicts
+from mdgeom.inference import statistic, verdicts
 from mdgeom.inference.io import MIN_WEIGHTS, InferenceError, check_pair
 
 UNCHANGED = ("exclude", "keep")
@@ -50,8 +50,8 @@ class GeometryInference:
   best: str
   summary: str
   ranking: list[dict]
-  p_estimate: Optional[float]
-  p_interval: Optional[list]
+  p_estimate: float | None
+  p_interval: list | None
   n_weights: int
   n_unchanged: int
   n_sign_flips: int
@@ -59,7 +59,7 @@ class GeometryInference:
   notes: list[str]
   settings: dict
   seconds: float
-  change: Optional[np.ndarray] = dataclasses.field(default=None, repr=False)
+  change: np.ndarray | None = dataclasses.field(default=None, repr=False)
 
   def __getitem__(self, key):  # dict-style access, as the JSON reads
     return getattr(self, key)
@@ -75,7 +75,7 @@ class GeometryInference:
     d.pop("change")
     return d
 
-  def table(self, max_rows: Optional[int] = None) -> str:
+  def table(self, max_rows: int | None = None) -> str:
     s = self.settings
     stat = ("centred" if s["center"] else "uncentred") + (
         ", per-unit scales" if s["scales"] == "units" else ", pooled")
@@ -120,7 +120,7 @@ def _is_array_like(x) -> bool:
   return isinstance(x, (np.ndarray, jax.Array, list, tuple, float, int, np.generic))
 
 
-def flatten_pair(w0, w, where=None) -> tuple[np.ndarray, np.ndarray, Optional[scales_lib.UnitIds],
+def flatten_pair(w0, w, where=None) -> tuple[np.ndarray, np.ndarray, scales_lib.UnitIds | None,
                                             list[str]]:
   """Flat float64 (w0, w), unit ids (None for 1-D data) and leaf names, from arrays of any shape
   or parameter pytrees (dense kernels [in, out], conv kernels [..., in, out]: rows = all input
@@ -174,12 +174,12 @@ def _validate_settings(center, unchanged, scales, noise, level, ci_level, n_boot
 def infer_geometry(
     w0: Any,
     w: Any,
-    candidates: Optional[Iterable[Union[str, potentials_lib.Potential]]] = None,
+    candidates: Iterable[str | potentials_lib.Potential] | None = None,
     *,
     center: bool = True,
     unchanged: str = "exclude",
     scales: str = "auto",
-    units: Optional[scales_lib.UnitIds] = None,
+    units: scales_lib.UnitIds | None = None,
     noise: float = 0.0,
     level: float = 0.05,
     ci_level: float = 0.95,
@@ -445,7 +445,7 @@ class _Context:
                         "simulated_delta_cdf_median": float(np.nanmedian(cal.simulated)),
                         "interpolated": cal.interpolated}
 
-  def change_of(self, row) -> Optional[np.ndarray]:
+  def change_of(self, row) -> np.ndarray | None:
     pot = self.pots[row["_index"]] if "_index" in row else None
     if pot is None:
       return None
@@ -492,9 +492,7 @@ def _rank(rows, ctx, level, ci_level):
       p_est = eligible[bp]["p"]
       p_int = [min(ok), max(ok)]
   for r in rows:
-    if r["status"] not in ("ruled out", "degenerate", "unusable") and np.isfinite(r["delta_cdf"]):
-      r["ci"] = statistic.centred_interval(r["delta_cdf"], r["_boot"], ci_level)
-    elif r["status"] == "ruled out" and np.isfinite(r["delta_cdf"]):
+    if r["status"] not in ("ruled out", "degenerate", "unusable") and np.isfinite(r["delta_cdf"]) or r["status"] == "ruled out" and np.isfinite(r["delta_cdf"]):
       r["ci"] = statistic.centred_interval(r["delta_cdf"], r["_boot"], ci_level)
   order = {"degenerate": 0, "best": 1, "indistinguishable": 2, "worse": 3, None: 4,
            "ruled out": 5, "unusable": 6}

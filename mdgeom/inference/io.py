@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import csv
 import os
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -23,7 +23,7 @@ class InferenceError(ValueError):
   """Input that the inference cannot use (the message says what is wrong and what to do)."""
 
 
-def read_weights(path: str, column: Optional[str] = None) -> np.ndarray:
+def read_weights(path: str, column: str | None = None) -> np.ndarray:
   """Weights from a CSV (one column, or `column` by name or 0-based index), NPY or NPZ (`column`
   names the array; optional when the file holds one). NPY/NPZ keep their shape; float64."""
   if os.path.isdir(path):
@@ -57,7 +57,7 @@ def read_weights(path: str, column: Optional[str] = None) -> np.ndarray:
   return np.asarray(arr, np.float64)
 
 
-def _read_rows(path: str) -> tuple[Optional[list[str]], list[list[str]]]:
+def _read_rows(path: str) -> tuple[list[str] | None, list[list[str]]]:
   try:
     with open(path, newline="") as f:
       rows = [r for r in csv.reader(f) if r and any(c.strip() for c in r)]
@@ -95,7 +95,7 @@ def _column_index(path, header, width, column) -> int:
                        f"{header if header else list(range(width))}).")
 
 
-def _read_csv_column(path: str, column: Optional[str], numeric: bool):
+def _read_csv_column(path: str, column: str | None, numeric: bool):
   header, rows = _read_rows(path)
   width = len(header) if header else len(rows[0])
   j = _column_index(path, header, width, column)

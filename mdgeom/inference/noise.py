@@ -37,7 +37,7 @@ for broad weight distributions the extra spread is negligible.
 from __future__ import annotations
 
 import functools
-from typing import NamedTuple, Optional
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -231,7 +231,7 @@ class Calibration(NamedTuple):
   interpolated: bool = False  # simulations interpolated between neighbouring p-norms
 
   @classmethod
-  def from_simulations(cls, mu, sigma, simulated, interpolated=False) -> "Calibration":
+  def from_simulations(cls, mu, sigma, simulated, interpolated=False) -> Calibration:
     s = np.asarray(simulated, np.float64)
     ls = np.log(s[np.isfinite(s) & (s > 0)])
     return cls(float(mu), float(sigma), s, float(np.mean(ls)) if ls.size else float("nan"),
@@ -251,8 +251,8 @@ class Calibration(NamedTuple):
 
 
 def calibrate(pots, w0: np.ndarray, fits, valid: np.ndarray, rel_sd: float, center: bool,
-              ids: Optional[scales_lib.UnitIds], n_sim: int, key,
-              unit_scale: Optional[np.ndarray] = None, chunk: int = 16) -> list[Calibration]:
+              ids: scales_lib.UnitIds | None, n_sim: int, key,
+              unit_scale: np.ndarray | None = None, chunk: int = 16) -> list[Calibration]:
   """Simulates every candidate of one family batch `pots` with its fitted (mu, sigma) in `fits`;
   `valid` [n] are the synapses in the analysis; `key` is the same for every batch (common random
   numbers)."""

@@ -25,8 +25,6 @@ distribution on the estimate (the median of the resamples is aligned with the ob
 
 from __future__ import annotations
 
-from typing import Optional
-
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -81,7 +79,7 @@ def is_degenerate(x: np.ndarray, center: bool) -> bool:
   return not spread > DEGENERATE_RTOL * float(np.max(np.abs(v)))
 
 
-def prepare(d: np.ndarray, valid: np.ndarray, ids: Optional[scales_lib.UnitIds]) -> np.ndarray:
+def prepare(d: np.ndarray, valid: np.ndarray, ids: scales_lib.UnitIds | None) -> np.ndarray:
   """The change the statistic sees: d (or d / (a_i b_j) with unit ids), NaN where invalid."""
   return scales_lib.normalise(d, ids, valid)
 
@@ -181,7 +179,7 @@ class Bootstrap:
 
 
 def null_statistics(n: int, n_null: int, rng: np.random.Generator, center: bool,
-                    ids: Optional[scales_lib.UnitIds] = None, chunk: int = 64) -> np.ndarray:
+                    ids: scales_lib.UnitIds | None = None, chunk: int = 64) -> np.ndarray:
   """The statistic of Gaussian changes of the same size and unit structure: its law under the
   hypothesis that the candidate's dual change is Gaussian (i.i.d. up to the unit scales).
 
@@ -210,7 +208,7 @@ def upper_p_value(null: np.ndarray, observed: float) -> float:
 
 
 def centred_interval(estimate: float, boot: np.ndarray, level: float,
-                     lower_bound: Optional[float] = 0.0) -> list[float]:
+                     lower_bound: float | None = 0.0) -> list[float]:
   """The bootstrap interval re-centred on the estimate (contains it by construction)."""
   b = boot[np.isfinite(boot)]
   if not np.isfinite(estimate) or b.size < 2:

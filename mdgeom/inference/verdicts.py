@@ -19,7 +19,7 @@ a significant but tiny departure from Gaussianity is the rule, and its size is t
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
