@@ -1,4 +1,4 @@
-"""Linear regression (paper section 4.1, Fig. 3A and Fig. 6; SPEC section 4; appendix B.1).
+"""Linear regression (paper section 4.1, Fig. 3A and Fig. 6; appendix B.1; docs/theory.md).
 
     python -m experiments.linear_regression --config=configs/linear_regression.py --workdir=runs/linreg
     python -m experiments.linear_regression --config=configs/linear_regression.py:small --workdir=runs/linreg_small

@@ -1,4 +1,4 @@
-"""Lazy and rich regimes (paper section 4 "Theorem applicability", appendix A.1; SPEC section 4).
+"""Lazy and rich regimes (paper section 4 "Theorem applicability", appendix A.1; docs/theory.md).
 
     python -m experiments.regimes --config=configs/regimes.py --workdir=runs/regimes
     python -m experiments.regimes --config=configs/regimes.py:small --workdir=runs/regimes_small

@@ -1,4 +1,4 @@
-"""Finetuning tanh RNNs on row-wise sequential MNIST (SPEC section 4, "Recurrent network";
+"""Finetuning tanh RNNs on row-wise sequential MNIST (docs/theory.md, "Experiments";
 Fig. 7A; experiments/finetune_rnn.py).
 
     python -m experiments.finetune_rnn --config=configs/rnn.py

@@ -1,4 +1,4 @@
-"""Robustness to the hypothesised potential (paper section 4.2, Fig. 3B; SPEC section 4).
+"""Robustness to the hypothesised potential (paper section 4.2, Fig. 3B; docs/theory.md).
 
     python -m experiments.robustness --config=configs/robustness.py --workdir=runs/robustness
     python -m experiments.robustness --config=configs/robustness.py:small --workdir=runs/robustness_small

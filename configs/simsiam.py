@@ -1,4 +1,4 @@
-"""Finetuning SimSiam with its own loss (SPEC section 4, "Self-supervised"; Fig. 7B;
+"""Finetuning SimSiam with its own loss (docs/theory.md, "Experiments"; Fig. 7B;
 experiments/finetune_ssl.py).
 
     python -m experiments.finetune_ssl --config=configs/simsiam.py

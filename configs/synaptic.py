@@ -1,4 +1,4 @@
-"""Spine volumes and three geometries (paper section 4.4, Fig. 5; SPEC section 4).
+"""Spine volumes and three geometries (paper section 4.4, Fig. 5; docs/theory.md).
 
     python -m experiments.synaptic_data --config=configs/synaptic.py --workdir=runs/synaptic
     python -m experiments.synaptic_data --config=configs/synaptic.py \

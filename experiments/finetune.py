@@ -1,4 +1,4 @@
-"""Finetuning deep networks with mirror descent (paper section 4.3, Fig. 4A/B; SPEC section 4).
+"""Finetuning deep networks with mirror descent (paper section 4.3, Fig. 4A/B; docs/theory.md).
 
 For each architecture x trained potential (negative entropy, 2-norm, 3-norm) x seed: take the
 pretrained network, finetune it on N = D^0.5 images (D = number of conv and linear weights, one

@@ -1,4 +1,4 @@
-"""Finetuning a recurrent network with mirror descent (SPEC section 4, "Recurrent network";
+"""Finetuning a recurrent network with mirror descent (docs/theory.md, "Experiments";
 paper appendix B.3, Fig. 7A).
 
 A tanh RNN reading row-wise sequential MNIST (28 steps of 28 pixels; `mdgeom.models.rnn`) is

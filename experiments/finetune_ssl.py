@@ -1,4 +1,4 @@
-"""Finetuning a self-supervised network with its own loss (SPEC section 4, "Self-supervised";
+"""Finetuning a self-supervised network with its own loss (docs/theory.md, "Experiments";
 Fig. 7B).
 
 A SimSiam network (`mdgeom.models.simsiam`: ResNet encoder, projector, predictor) is finetuned

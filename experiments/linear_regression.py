@@ -1,7 +1,7 @@
 """Linear regression (paper section 4.1, Fig. 3A and 6): is the dual change Gaussian?
 
 For each correlation power c, data-set scaling N = D^a, width D and potential (negative entropy,
-2-norm, 3-norm): take correlated inputs (SPEC section 4) and +-1 labels for num_seeds + 1
+2-norm, 3-norm): take correlated inputs (paper section 4.1) and +-1 labels for num_seeds + 1
 seeds (the leading N rows and D columns of one input pool per correlation power, as in the
 authors' code) and draw w0 ~ N(0, 1/D); pick the learning rate on the held-out seed (16-value grid, epoch extension,
 appendix B.1); train every seed with mirror descent (momentum 0.9, cosine schedule, full batch);

@@ -1,7 +1,7 @@
-"""Lazy and rich regimes (paper appendix A.1; SPEC section 4): one initialisation, two geometries.
+"""Lazy and rich regimes (paper appendix A.1; docs/theory.md): one initialisation, two geometries.
 
 Theorem 1 needs the dual change X^T lambda of Eq. 13 to be small against the initial dual weights
-grad phi(w0) (lazy learning). This experiment measures the change magnitude (SPEC section 3)
+grad phi(w0) (lazy learning). This experiment measures the change magnitude (docs/theory.md)
 
   M = ||grad phi(w*) - grad phi(w0)|| / ||grad phi(w0)|| = ||X^T lambda|| / ||grad phi(w0)||
 

@@ -1,4 +1,4 @@
-"""Gaussianity of weight changes in dual space (SPEC section 3).
+"""Gaussianity of weight changes in dual space (docs/theory.md, "Delta-CDF").
 
 Given weights before (w0) and after (w) learning and a hypothesised potential psi:
 
@@ -137,7 +137,7 @@ def _check_sample(x, what: str = "sample") -> np.ndarray:
 
 
 def delta_cdf(x, method: str = "grid", *, center: bool = False) -> float:
-  """Delta-CDF of a sample against N(0, 1) (SPEC section 3).
+  """Delta-CDF of a sample against N(0, 1) (docs/theory.md, "Delta-CDF").
 
   The sample is divided by its standard deviation (ddof=1) and, unlike a standardisation, not
   centred (set center=True to subtract the mean first, as the authors' "centred" variant).
@@ -300,7 +300,7 @@ _change_magnitude_kernel = jax.jit(change_magnitude_raw, static_argnums=(0, 3))
 
 
 def dual_change(potential: PotentialLike, w0, w, *, allow_sign_flips: bool = False) -> jax.Array:
-  """delta_psi = grad psi(w) - grad psi(w0) elementwise (SPEC section 3).
+  """delta_psi = grad psi(w) - grad psi(w0) elementwise (docs/theory.md, "Delta-CDF").
 
   Unchanged weights give exactly 0. Under a sign-preserving potential (negative entropy), weights
   that changed sign or reached/left zero raise SignFlipError (they rule the potential out) unless
@@ -314,7 +314,7 @@ def dual_change(potential: PotentialLike, w0, w, *, allow_sign_flips: bool = Fal
 
 
 def change_magnitude(potential: PotentialLike, w0, w, *, allow_sign_flips: bool = False) -> float:
-  """||grad psi(w) - grad psi(w0)|| / ||grad psi(w0)|| (SPEC section 3).
+  """||grad psi(w) - grad psi(w0)|| / ||grad psi(w0)|| (docs/theory.md, "Delta-CDF").
 
   Weights without a dual coordinate (exact zeros under negative entropy) are left out of both
   norms.

@@ -1,6 +1,6 @@
 """Potentials ("synaptic geometries") as pure scalar functions of one weight.
 
-A local potential is phi(w) = sum_i f(w_i) (SPEC section 1). Everything mirror descent and the
+A local potential is phi(w) = sum_i f(w_i) (docs/theory.md). Everything mirror descent and the
 analysis need follows from the scalar function f:
 
   value(w)                = sum_i f(w_i)
@@ -17,7 +17,7 @@ A new potential takes three lines:
 
 Potentials defined on each half-line (negative entropy, f(w) = |w| log|w|) are
 `sign_preserving`: the mirror map is invertible only on the half-line the weight lives on, so
-the inverse takes the sign of the weight it came from (SPEC section 1) and mirror descent never
+the inverse takes the sign of the weight it came from (docs/theory.md) and mirror descent never
 changes a weight's sign.
 """
 
@@ -138,7 +138,7 @@ class Potential:
     return self._fsecond(w)
 
   def inverse_hessian_diag(self, w) -> Array:
-    """1 / f''(w): the inverse Hessian of a local potential (SPEC section 1)."""
+    """1 / f''(w): the inverse Hessian of a local potential (Eq. 14; docs/theory.md)."""
     return 1.0 / self._fsecond(w)
 
   # -- inverse mirror map -------------------------------------------------------------------------
@@ -400,7 +400,7 @@ def _format_number(x: float) -> str:
 
 
 def pnorm(p) -> Potential:
-  """The p-norm potential f(w) = |w|^p / p, p > 1 (SPEC section 1; p = 2 is gradient descent).
+  """The p-norm potential f(w) = |w|^p / p, p > 1 (docs/theory.md; p = 2 is gradient descent).
 
   mirror map sign(w)|w|^(p-1), inverse sign(y)|y|^(1/(p-1)), Hessian (p-1)|w|^(p-2).
   `p` may be a traced array (e.g. to vmap over a scan of p); it is validated when concrete.
@@ -437,7 +437,7 @@ def _make_pnorm(p, name: str) -> Potential:
 
 @functools.cache
 def negative_entropy() -> Potential:
-  """Negative entropy f(w) = |w| log|w| on each half-line (SPEC section 1, Eq. 7).
+  """Negative entropy f(w) = |w| log|w| on each half-line (Eq. 7; docs/theory.md).
 
   mirror map sign(w)(log|w| + 1), inverse sign * exp(sign * y - 1), Hessian 1/|w|. Mirror descent
   with it is the exponentiated-gradient update w <- w exp(-eta sign(w) g), which the fused

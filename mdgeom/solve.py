@@ -1,7 +1,7 @@
 """The implicit bias of mirror descent in closed form: minimum-Bregman-divergence interpolants.
 
 Mirror descent started at w0 on a loss whose roots are {w : X w = y} (MSE with D > N) converges to
-(SPEC section 2)
+(docs/theory.md, "Implicit bias and the closed-form solution")
 
   w* = argmin_{X w = y} D_phi(w, w0)                                                      (Eq. 8)
 

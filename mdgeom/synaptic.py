@@ -1,6 +1,6 @@
 """Spine volumes as synaptic weights: the data of paper section 4.4 (Fig. 5) and three models.
 
-Every model says the same thing about learning (SPEC sections 3 and 4): a synapse starts at an
+Every model says the same thing about learning (Theorem 1; docs/theory.md): a synapse starts at an
 initial weight w0, and learning adds one zero-mean Gaussian change in the dual space of the
 potential f,
 

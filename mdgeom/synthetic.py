@@ -1,6 +1,6 @@
 """Synthetic weights: the initial distributions and the Gaussian dual-space change of the theory.
 
-Theorem 1 (SPEC section 3): under the true potential phi the learned change is Gaussian in the dual
+Theorem 1 (docs/theory.md): under the true potential phi the learned change is Gaussian in the dual
 space, grad phi(w) = grad phi(w0) + xi. These helpers draw w0 and build w from xi; the robustness
 experiment (Fig. 3B), the synaptic-data models (Fig. 5) and tests of the geometry inference use
 them. Every draw takes an explicit PRNG key.

@@ -19,7 +19,7 @@
 # # Closed-form implicit bias vs. trained weights
 #
 # Mirror descent under a potential $\phi$, started at $w_0$ on a loss whose minimisers are
-# $\{w : Xw = y\}$, converges to the minimum-Bregman-divergence interpolant (SPEC section 2,
+# $\{w : Xw = y\}$, converges to the minimum-Bregman-divergence interpolant (docs/theory.md,
 # Eq. 8)
 #
 # $$w^* = \arg\min_{Xw = y} D_\phi(w, w_0), \qquad
@@ -39,7 +39,7 @@
 #   for $w^\star$ the exact and the linearised closed form (1 at $t = 0$ by construction);
 # * the **dual change** $\nabla\phi(w) - \nabla\phi(w_0)$ of the trained weights, which
 #   Theorem 1 predicts to be close to a zero-mean Gaussian, against the Gaussian density with the
-#   same standard deviation, and its Delta-CDF (SPEC section 3).
+#   same standard deviation, and its Delta-CDF (docs/theory.md, "Delta-CDF").
 #
 # Part 1 is a linear model on the paper's correlated regression inputs; part 2 is a small tanh
 # MLP, whose closed forms are those of the network linearised at its initial parameters. Every
@@ -56,7 +56,7 @@ POTENTIALS = ("negative_entropy", "2-norm", "3-norm")
 # (2/N) A H*^{-1} A^T with A = X (linear) or the Jacobian J at params0 (MLP), H* = hessian phi(w*).
 LR_SCALE = 1.0
 
-# Part 1: linear regression, y = <w, x>, no bias (SPEC section 4.1 inputs)
+# Part 1: linear regression, y = <w, x>, no bias (paper section 4.1 inputs; docs/theory.md)
 LIN_N, LIN_D = 30, 2000  # data points, weights (underdetermined: N << D)
 LIN_CORR_POWER = 2.0  # input correlation (-1)^k / (1 + k^c) between entries k apart, c
 LIN_STEPS, LIN_EVERY = 600, 10  # training steps, checkpoint every LIN_EVERY steps

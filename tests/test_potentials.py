@@ -115,7 +115,7 @@ def test_negative_entropy_keeps_the_sign():
   y = jnp.array([-3.0, 0.0, 5.0])
   np.testing.assert_array_less(0.0, ne.inverse_mirror_map(y, sign=1.0))
   np.testing.assert_array_less(ne.inverse_mirror_map(y, sign=-1.0), 0.0)
-  # the closed form of SPEC section 1: sign(w) exp(sign(w) y - 1)
+  # the closed form in docs/theory.md: sign(w) exp(sign(w) y - 1)
   np.testing.assert_allclose(ne.inverse_mirror_map(y, sign=-1.0), -np.exp(-np.asarray(y) - 1),
                              rtol=1e-6)
   with pytest.raises(ValueError, match="sign"):

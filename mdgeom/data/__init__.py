@@ -1,6 +1,6 @@
 """Data for the paper's experiments; every draw takes an explicit `jax.random` key.
 
-regression: the linear-regression inputs (SPEC section 4), correlated Gaussians by circulant
+regression: the linear-regression inputs (paper section 4.1), correlated Gaussians by circulant
 embedding (FFT) plus uniform noise, and +-1 labels.
 """
 

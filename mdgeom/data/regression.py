@@ -1,4 +1,4 @@
-"""Inputs of the linear-regression experiment (SPEC section 4): correlated Gaussians by FFT.
+"""Inputs of the linear-regression experiment (paper section 4.1): correlated Gaussians by FFT.
 
 Each input is x = g + u with g ~ N(0, T) and u uniform on [-noise, noise]^D (noise = 0.5 in the
 paper), independently per entry. T is the D x D Toeplitz correlation matrix

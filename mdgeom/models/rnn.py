@@ -1,11 +1,11 @@
-"""The tanh RNN of the recurrent finetuning experiment (SPEC section 4, "Recurrent network";
+"""The tanh RNN of the recurrent finetuning experiment (docs/theory.md, "Experiments";
 paper appendix B.3, Fig. 7A): row-wise sequential MNIST, 28 steps of 28 pixels.
 
     h_t = tanh(W_in x_t + b_in + W_rec h_{t-1} + b_rec),   h_0 = 0,   logits = readout(h_28)
 
 as torch's `nn.RNN(28, hidden, nonlinearity="tanh", batch_first=True)` followed by an
 `nn.Linear(hidden, 10)` on the last step (the paper's code). torch's two biases are kept (their sum
-is the b of the SPEC), and so is its init: every RNN weight and bias U(+-1/sqrt(hidden)), so no
+is the single bias b), and so is its init: every RNN weight and bias U(+-1/sqrt(hidden)), so no
 weight starts at exactly zero and negative entropy can train all of them.
 
 Names: the input projection is module `input` (torch `weight_ih_l0`, `bias_ih_l0`), the recurrent

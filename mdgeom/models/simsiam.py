@@ -1,5 +1,5 @@
 """SimSiam (Chen & He 2021) around the zoo's ResNet, its loss and augmentations, for the
-self-supervised finetuning experiment (SPEC section 4, "Self-supervised"; Fig. 7B).
+self-supervised finetuning experiment (docs/theory.md, "Experiments"; Fig. 7B).
 
 The architecture is facebookresearch/simsiam's `SimSiam(models.resnet50)`:
 
