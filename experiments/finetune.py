@@ -19,6 +19,10 @@ Writes workdir/results.json:
      "n_weights": {arch: D}, "n_data": {arch: N},
      "delta_cdf": {arch: {trained: {hypothesized: [per seed]}}}, "magnitude": {same},
      "ruled_out": {same, bool per seed}, "n_sign_flips": {same, int per seed},
+     "delta_cdf_centered", "delta_cdf_units": {same as delta_cdf}: the centred statistic and the
+     one after per-unit scales (mdgeom.scales),
+     "per_layer": {arch: {trained: [per seed {leaf: {"n", "delta_cdf", "delta_cdf_centered",
+     "delta_cdf_units", "kurtosis", "kurtosis_units"}}]}} (the trained potential's change),
      "train_accuracy": {arch: {trained: [per seed]}},
      "final_loss": {same}, "learning_rate": {arch: {trained: value}},
      "epochs": {arch: {trained: value}}, "search": {arch: {trained: table}},
@@ -231,11 +235,47 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
           "train_accuracy": r.train_accuracy, "final_loss": r.final_loss,
           "n_weights": ranking.n_weights, "n_unchanged": ranking.n_unchanged,
           "subset": idx, "seconds": time.time() - t0}
+  cell.update(extra_analysis(config, model, variables["params"], r.variables["params"], trained))
   best = ranking.best.name
   print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train, best "
         f"{potentials.short_label(best)} (Delta-CDF " +
         ", ".join(f"{potentials.short_label(h)} {by_name[h].delta_cdf:.3f}" for h in hyp) +
         f") [{cell['seconds']:.0f} s]", flush=True)
+  return cell
+
+
+EXTRA_KEYS = ("delta_cdf_centered", "delta_cdf_units", "per_layer")
+
+
+def extra_analysis(config, model, params0, params1, trained) -> dict:
+  """Beside the paper's statistic: the centred one (robust to a net drift of the change), the one
+  after per-unit scales (rank-1 a_i b_j per layer, mdgeom.scales), and per layer the Delta-CDF and
+  kurtosis of the trained potential's change."""
+  hyp = [potentials.get(h).name for h in config.hypothesized_potentials]
+  kw = dict(where=model.analysed, method=config.analysis.method,
+            exclude_unchanged=config.analysis.exclude_unchanged)
+  out = {}
+  for key, opts in (("delta_cdf_centered", {"center": True}),
+                    ("delta_cdf_units", {"scales": "units"})):
+    r = analysis.rank_potentials(params0, params1, hyp, **kw, **opts)
+    by_name = {c.name: c.delta_cdf for c in r.results}
+    out[key] = {h: by_name[h] for h in hyp}
+  out["per_layer"] = analysis.leaf_statistics(
+      trained, params0, params1, where=model.analysed,
+      exclude_unchanged=config.analysis.exclude_unchanged)
+  return out
+
+
+def _complete(config, model, store, key, cell, variables, workdir, arch, trained, seed) -> dict:
+  """Adds the analyses of EXTRA_KEYS to a cell computed before they existed, from its saved
+  final weights (no retraining)."""
+  if all(k in cell for k in EXTRA_KEYS):
+    return cell
+  path = os.path.join(workdir, "weights", arch, trained, f"seed{seed}.msgpack")
+  final = load_variables(path, variables)
+  cell = {**cell, **results.to_jsonable(extra_analysis(config, model, variables["params"],
+                                                       final["params"], trained))}
+  store.put(key, cell)
   return cell
 
 
@@ -254,7 +294,8 @@ def run(config, workdir: str, task_fn=classification) -> dict:
   out = {"config": cfg, "architectures": archs, "trained_potentials": trained_names,
          "hypothesized_potentials": hyp, "n_weights": {}, "n_data": {}, "delta_cdf": {},
          "magnitude": {}, "ruled_out": {}, "n_sign_flips": {}, "train_accuracy": {},
-         "final_loss": {}, "learning_rate": {}, "epochs": {}, "search": {}, "pretrain": {}}
+         "final_loss": {}, "learning_rate": {}, "epochs": {}, "search": {}, "pretrain": {},
+         "delta_cdf_centered": {}, "delta_cdf_units": {}, "per_layer": {}}
   start = time.time()
   for arch in archs:
     model = models.get(arch, num_classes=config.data.num_classes,
@@ -273,9 +314,10 @@ def run(config, workdir: str, task_fn=classification) -> dict:
     init_path = os.path.join(workdir, "weights", arch, "initial.msgpack")
     if not os.path.exists(init_path):
       save_variables(init_path, variables)
-    for key in ("delta_cdf", "magnitude", "ruled_out", "n_sign_flips"):
+    for key in ("delta_cdf", "magnitude", "ruled_out", "n_sign_flips", "delta_cdf_centered",
+                "delta_cdf_units"):
       out[key][arch] = {t: {h: [] for h in hyp} for t in trained_names}
-    for key in ("train_accuracy", "final_loss", "search"):
+    for key in ("train_accuracy", "final_loss", "search", "per_layer"):
       out[key][arch] = {t: [] for t in trained_names}
     for trained in trained_names:
       s, _ = store.get_or_compute(
@@ -295,11 +337,16 @@ def run(config, workdir: str, task_fn=classification) -> dict:
                               s["learning_rate"], s["epochs"], seed, workdir))
         if cached:
           logging.info("%s / %s / seed %d: already done, skipped", arch, trained, seed)
+          c = _complete(config, model, store, f"{arch}__{trained}__seed{seed}", c, variables,
+                        workdir, arch, trained, seed)
         for h in hyp:
           out["delta_cdf"][arch][trained][h].append(c["delta_cdf"][h])
+          out["delta_cdf_centered"][arch][trained][h].append(c["delta_cdf_centered"][h])
+          out["delta_cdf_units"][arch][trained][h].append(c["delta_cdf_units"][h])
           out["magnitude"][arch][trained][h].append(c["magnitude"][h])
           out["ruled_out"][arch][trained][h].append(c["ruled_out"][h])
           out["n_sign_flips"][arch][trained][h].append(c.get("n_sign_flips", {}).get(h))
+        out["per_layer"][arch][trained].append(c["per_layer"])
         out["train_accuracy"][arch][trained].append(c["train_accuracy"])
         out["final_loss"][arch][trained].append(c["final_loss"])
   out["wall_time_s"] = time.time() - start
@@ -308,18 +355,28 @@ def run(config, workdir: str, task_fn=classification) -> dict:
 
 
 def summary(res: dict) -> str:
-  """Per architecture: trained potential x hypothesised potential -> mean Delta-CDF over seeds
-  (* marks the lowest in each row; x a candidate ruled out by sign flips in some seed)."""
+  """Per architecture: trained potential x hypothesised potential -> mean Delta-CDF over seeds,
+  the paper's statistic and the one after per-unit scales (* marks the lowest in each row; x a
+  candidate ruled out by sign flips in some seed)."""
+  lines = []
+  for key, what in (("delta_cdf", "the paper's statistic"),
+                    ("delta_cdf_units", "after per-unit scales")):
+    if key in res:
+      lines += _summary_table(res, key, what)
+  return "\n".join(lines)
+
+
+def _summary_table(res: dict, key: str, what: str) -> list[str]:
   lines = []
   hyp = res["hypothesized_potentials"]
   for arch in res["architectures"]:
     n_seeds = len(res["train_accuracy"][arch][res["trained_potentials"][0]])
     lines.append(f"{arch}: D = {res['n_weights'][arch]} weights, N = {res['n_data'][arch]} "
-                 f"images, {n_seeds} seeds. Mean Delta-CDF [trained x hypothesised]")
+                 f"images, {n_seeds} seeds. Mean Delta-CDF, {what} [trained x hypothesised]")
     lines.append(f"{'trained':<9}" + "".join(f"{potentials.short_label(h):>9}" for h in hyp) +
                  f"{'lr':>9}{'epochs':>7}{'train acc':>11}")
     for t in res["trained_potentials"]:
-      means = [float(np.mean([np.nan if v is None else v for v in res["delta_cdf"][arch][t][h]]))
+      means = [float(np.mean([np.nan if v is None else v for v in res[key][arch][t][h]]))
                for h in hyp]
       best = int(np.nanargmin(means))
       cells = []
@@ -330,7 +387,7 @@ def summary(res: dict) -> str:
       lines.append(f"{potentials.short_label(t):<9}" + "".join(cells) +
                    f"{res['learning_rate'][arch][t]:9.0e}{res['epochs'][arch][t]:7d}"
                    f"{acc:10.1f}%")
-  return "\n".join(lines)
+  return lines
 
 
 if __name__ == "__main__":

@@ -13,7 +13,8 @@ with the exact minimum-Bregman solution (Eq. 8/13).
 Writes workdir/results.json = {"config": {...}, "cells": [...]}, one cell per (potential, n_d,
 corr_power, width):
     {"potential", "n_d", "corr_power", "width", "n_data", "learning_rate", "epochs",
-     "lr_search_loss", "delta_cdf": [per seed], "magnitude": [per seed], "final_loss": [per seed],
+     "lr_search_loss", "delta_cdf": [per seed], "delta_cdf_centered": [per seed, the statistic
+     centred by its mean], "magnitude": [per seed], "final_loss": [per seed],
      "converged": [per seed: final loss < loss_target], "closed_form_delta_cdf": [per seed],
      "closed_form_dual_distance": [per seed], "closed_form_converged": [per seed],
      "closed_form_seeds": k, "train_seconds",
@@ -152,6 +153,7 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
     w0s = np.asarray(w0[:config.num_seeds])
     d = analysis.dual_change_raw(pot, jnp.asarray(w0s), jnp.asarray(w_tr))
     dc = analysis.delta_cdf_batch(d)
+    dc_centered = analysis.delta_cdf_batch(d, center=True)
     mag = np.asarray(analysis.change_magnitude_raw(pot, jnp.asarray(w0s), jnp.asarray(w_tr)))
     t1 = time.time()
     cf_dc, cf_dist, cf_ok, k = closed_form(config, pot, X, y, w0, w_tr, n, width)
@@ -159,7 +161,8 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
         "potential": pot.name, "n_d": n_d, "corr_power": corr_power, "width": width, "n_data": n,
         "learning_rate": lrs[p_index], "epochs": steps[p_index],
         "lr_search_loss": search[p_index].loss, "lr_search_converged": search[p_index].converged,
-        "delta_cdf": dc, "magnitude": mag, "final_loss": L[:, p_index],
+        "delta_cdf": dc, "delta_cdf_centered": dc_centered, "magnitude": mag,
+        "final_loss": L[:, p_index],
         "converged": L[:, p_index] < config.loss_target,
         "closed_form_delta_cdf": cf_dc, "closed_form_dual_distance": cf_dist,
         "closed_form_converged": cf_ok, "closed_form_seeds": k,
@@ -202,7 +205,8 @@ def run(config, workdir: str) -> dict:
     bar.set_postfix(corr=c, n_d=a, width=w)
     keys = {p: f"{p}__nd{a}__c{c}__D{w}" for p in pot_names}
     done = {p: store.get(keys[p]) for p in pot_names}
-    todo = [p for p in pot_names if done[p] is None]
+    # cells from before the centred statistic existed are recomputed
+    todo = [p for p in pot_names if done[p] is None or "delta_cdf_centered" not in done[p]]
     if todo:
       if c not in pools:
         pools.clear()  # one pool in memory at a time

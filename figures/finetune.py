@@ -6,8 +6,10 @@
 A: Delta-CDF of the dual change under the trained potential itself (psi = phi) against the
 number of analysed weights D, one line per trained potential, one point per architecture (mean
 and the range over seeds). B: Delta-CDF against the hypothesised potential psi, one panel per
-architecture, one line per trained potential (mean +- std over seeds). Several results files
-(e.g. one per config) are merged; reads the files written by `experiments.finetune`.
+architecture, one line per trained potential (mean +- std over seeds). First row: the paper's
+pooled statistic; second row: the same after per-unit scales (each layer's change divided by its
+rank-1 scale a_i b_j, mdgeom.scales). Several results files (e.g. one per config) are merged;
+reads the files written by `experiments.finetune`.
 """
 
 from __future__ import annotations
@@ -47,49 +49,61 @@ def merge(runs: list[dict]) -> dict:
         out["architectures"].append(a)
     for key in ("n_weights", "n_data", "delta_cdf", "train_accuracy"):
       out.setdefault(key, {}).update(r[key])
+    if "delta_cdf_units" in r:  # (results written before per-unit scales existed lack it)
+      out.setdefault("delta_cdf_units", {}).update(r["delta_cdf_units"])
+  if set(out.get("delta_cdf_units", {})) != set(out["architectures"]):
+    out.pop("delta_cdf_units", None)
   return out
 
 
+STATISTICS = (("delta_cdf", "the paper's statistic (pooled)"),
+              ("delta_cdf_units", "after per-unit scales"))
+
+
 def draw(res: dict, title: str = ""):
-  """The figure (panels A and B) as (fig, axes), for scripts that annotate it before saving."""
+  """The figure as (fig, axes): panels A and B for the paper's statistic (first row) and, when the
+  results have it, for the statistic after per-unit scales (second row)."""
   archs = sorted(res["architectures"], key=lambda a: res["n_weights"][a])
   hyp = res["hypothesized_potentials"]
   trained = res["trained_potentials"]
+  stats_ = [(k, what) for k, what in STATISTICS if k in res]
   ncols = len(archs) + 1
-  fig, axes = plt.subplots(1, ncols, figsize=(3.6 * ncols, 3.8), squeeze=False)
-  ax = axes[0][0]
-  for t in trained:
-    d = [res["n_weights"][a] for a in archs if t in res["delta_cdf"][a]]
-    vals = [_values(res["delta_cdf"][a][t][t]) for a in archs if t in res["delta_cdf"][a]]
-    mean = np.array([np.nanmean(v) for v in vals])
-    lo = mean - np.array([np.nanmin(v) for v in vals])
-    hi = np.array([np.nanmax(v) for v in vals]) - mean
-    ax.errorbar(d, mean, yerr=[lo, hi], marker="o", lw=1.5, capsize=3, color=COLORS.get(t),
-                label=f"trained: {t.replace('_', ' ')}")
-  ax.set_xscale("log")
-  ax.set_xlabel("analysed weights D")
-  ax.set_ylabel(r"$\Delta$CDF under the trained potential")
-  ax.set_title("A")
-  ax.set_ylim(bottom=0)
-  ax.grid(alpha=0.3)
-  ax.legend(fontsize=8)
-  x = np.arange(len(hyp))
-  for ax, a in zip(axes[0][1:], archs):
+  fig, axes = plt.subplots(len(stats_), ncols, figsize=(3.6 * ncols, 3.6 * len(stats_)),
+                           squeeze=False)
+  for row, (key, what) in zip(axes, stats_):
+    ax = row[0]
     for t in trained:
-      if t not in res["delta_cdf"][a]:
-        continue
-      v = np.array([_values(res["delta_cdf"][a][t][h]) for h in hyp])
-      mean, std = np.nanmean(v, 1), np.nanstd(v, 1)
-      ax.plot(x, mean, marker="o", lw=1.5, color=COLORS.get(t))
-      ax.fill_between(x, mean - std, mean + std, alpha=0.25, color=COLORS.get(t))
-    n_seeds = v.shape[1]
-    ax.set_xticks(x, [potentials.short_label(h) for h in hyp])
-    ax.set_xlabel(r"hypothesised potential $\psi$")
-    ax.set_title(f"B: {a} (D={res['n_weights'][a]:,}, N={res['n_data'][a]}, {n_seeds} seeds)",
-                 fontsize=9)
+      d = [res["n_weights"][a] for a in archs if t in res[key][a]]
+      vals = [_values(res[key][a][t][t]) for a in archs if t in res[key][a]]
+      mean = np.array([np.nanmean(v) for v in vals])
+      lo = mean - np.array([np.nanmin(v) for v in vals])
+      hi = np.array([np.nanmax(v) for v in vals]) - mean
+      ax.errorbar(d, mean, yerr=[lo, hi], marker="o", lw=1.5, capsize=3, color=COLORS.get(t),
+                  label=f"trained: {t.replace('_', ' ')}")
+    ax.set_xscale("log")
+    ax.set_xlabel("analysed weights D")
+    ax.set_ylabel(r"$\Delta$CDF under the trained potential" + f"\n({what})")
+    ax.set_title("A" if key == "delta_cdf" else "A, per-unit scales")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
-  axes[0][1].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
+    ax.legend(fontsize=8)
+    x = np.arange(len(hyp))
+    for ax, a in zip(row[1:], archs):
+      v = np.zeros((len(hyp), 0))
+      for t in trained:
+        if t not in res[key][a]:
+          continue
+        v = np.array([_values(res[key][a][t][h]) for h in hyp])
+        mean, std = np.nanmean(v, 1), np.nanstd(v, 1)
+        ax.plot(x, mean, marker="o", lw=1.5, color=COLORS.get(t))
+        ax.fill_between(x, mean - std, mean + std, alpha=0.25, color=COLORS.get(t))
+      ax.set_xticks(x, [potentials.short_label(h) for h in hyp])
+      ax.set_xlabel(r"hypothesised potential $\psi$")
+      ax.set_title(f"B: {a} (D={res['n_weights'][a]:,}, N={res['n_data'][a]}, {v.shape[1]} "
+                   "seeds)" + ("" if key == "delta_cdf" else ", per-unit scales"), fontsize=9)
+      ax.set_ylim(bottom=0)
+      ax.grid(alpha=0.3)
+    row[1].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
   if title:
     fig.suptitle(title, fontsize=10)
   fig.tight_layout()

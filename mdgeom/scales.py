@@ -42,6 +42,7 @@ import numpy as np
 MIN_COUNT = 8   # valid synapses a unit needs for a scale of its own
 MAX_ITER = 100
 TOL = 1e-7      # relative change of the scales at which the alternation stops
+NOISE_FLOOR = 0.1  # noise-corrected mean squares are kept >= this fraction of the raw ones
 
 
 class UnitIds(NamedTuple):
@@ -111,32 +112,46 @@ class Scales(NamedTuple):
   n_col_units: int
 
 
-def unit_scales(d, ids: UnitIds, valid=None, *, min_count: int = MIN_COUNT,
+def unit_scales(d, ids: UnitIds, valid=None, *, noise_var=None, min_count: int = MIN_COUNT,
                 max_iter: int = MAX_ITER, tol: float = TOL) -> Scales:
   """Alternating row/column RMS normalisation of a flat change `d` with unit ids (numpy, float64).
 
   Returns the normalised change and the scales. Invalid entries (valid=False or non-finite d) are
   left out of every mean and come back as NaN. Rows or columns whose change is exactly zero
-  everywhere keep scale 1 (their normalised change stays 0).
+  everywhere keep scale 1 (their normalised change stays 0). `noise_var` (per entry): the
+  variance that measurement noise adds to each d; the scales are then fitted to the noise-free
+  part, d^2 - noise_var (a unit's activity scales its learning, not its measurement noise).
   """
   d = np.asarray(d, np.float64).ravel()
   if ids.rows.shape != d.shape or ids.cols.shape != d.shape:
     raise ValueError(f"unit ids have {ids.rows.size} and {ids.cols.size} entries but the change "
                      f"has {d.size}: every synapse needs a row and a column unit.")
   v = np.isfinite(d) if valid is None else (np.asarray(valid, bool).ravel() & np.isfinite(d))
+  if noise_var is not None:
+    v &= np.isfinite(np.asarray(noise_var, np.float64).ravel())
   rows, n_r = _merge_small(ids.rows, v, min_count)
   cols, n_c = _merge_small(ids.cols, v, min_count)
   d2 = np.where(v, d, 0.0) ** 2
+  raw = d2
+  if noise_var is not None:
+    d2 = d2 - np.where(v, np.asarray(noise_var, np.float64).ravel(), 0.0)
   cnt_r = np.maximum(np.bincount(rows, v.astype(np.float64), minlength=n_r), 1.0)
   cnt_c = np.maximum(np.bincount(cols, v.astype(np.float64), minlength=n_c), 1.0)
   a = np.ones(n_r)
   b = np.ones(n_c)
   it = 0
+  def rms(ids_, other, n_units, cnt):
+    # noise-corrected mean square, kept >= NOISE_FLOOR x the uncorrected one: a unit whose
+    # change is mostly noise gets a small scale, never zero or negative
+    m = np.bincount(ids_, d2 / other ** 2, minlength=n_units) / cnt
+    if noise_var is not None:
+      m = np.maximum(m, NOISE_FLOOR * np.bincount(ids_, raw / other ** 2, minlength=n_units) / cnt)
+    m = np.sqrt(np.maximum(m, 0.0))
+    return np.where(m > 0, m, 1.0)
+
   for it in range(1, max_iter + 1):
-    a_new = np.sqrt(np.bincount(rows, d2 / b[cols] ** 2, minlength=n_r) / cnt_r)
-    a_new = np.where(a_new > 0, a_new, 1.0)
-    b_new = np.sqrt(np.bincount(cols, d2 / a_new[rows] ** 2, minlength=n_c) / cnt_c)
-    b_new = np.where(b_new > 0, b_new, 1.0)
+    a_new = rms(rows, b[cols], n_r, cnt_r)
+    b_new = rms(cols, a_new[rows], n_c, cnt_c)
     # the product a_i b_j is what matters (a -> a t, b -> b / t leaves it unchanged)
     g = np.exp(np.mean(np.log(b_new)))
     a_new, b_new = a_new * g, b_new / g

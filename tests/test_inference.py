@@ -268,11 +268,11 @@ def test_noise_standardised_change_is_standard_normal_under_the_truth():
 def test_design_power_grows_with_n_and_falls_with_noise():
   res = design.identification_power(["2-norm", "3-norm"], ["1.5-norm", "2-norm", "2.5-norm",
                                                            "3-norm"],
-                                    n_synapses=(100, 2000), noise=(0.0, 0.1), n_rep=12,
-                                    n_sim=20)
+                                    n_synapses=(100, 3000), noise=(0.0, 0.1), n_rep=12,
+                                    n_sim=60)
   p = np.asarray(res.power)  # [noise, n, true]
   assert np.all(p[0, 1] == 1.0)
-  assert np.all(p[:, 1] >= p[:, 0] - 0.1)
+  assert np.all(p[:, 1].mean(-1) > p[:, 0].mean(-1))
   assert p[1, 0].mean() <= p[0, 0].mean()
   conf = np.asarray(res.confusion)
   np.testing.assert_allclose(conf.sum(-1), 1.0)

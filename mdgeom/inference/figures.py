@@ -56,7 +56,7 @@ def plot_inference(res, path: str) -> str:
   rows = res.ranking
   noisy = bool(res.settings["noise"])
   value = "score" if noisy else "delta_cdf"
-  ylabel = ("calibration score z (lower is better)" if noisy else
+  ylabel = ("calibration score |z| (0 = typical)" if noisy else
             r"$\Delta$CDF of the dual change")
   pn = [r for r in rows if r["family"] == "pnorm" and np.isfinite(r[value])]
   hy = [r for r in rows if r["family"] == "hypentropy" and np.isfinite(r[value])]

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from mdgeom import analysis
@@ -79,7 +80,7 @@ class GeometryInference:
     s = self.settings
     stat = ("centred" if s["center"] else "uncentred") + (
         ", per-unit scales" if s["scales"] == "units" else ", pooled")
-    score = ("calibration score z (noise model)" if s["noise"] else "Delta-CDF")
+    score = ("calibration score |z| (noise model)" if s["noise"] else "Delta-CDF")
     lines = [f"{self.n_weights} synapses analysed ({self.n_unchanged} unchanged, "
              f"{'excluded' if s['unchanged'] == 'exclude' else 'kept'}); Delta-CDF of the dual "
              f"change ({stat}), {100 * s['ci_level']:g}% bootstrap interval ({s['n_boot']} "
@@ -333,7 +334,12 @@ class _Context:
     if self.ids is None:
       x = np.where(valid, d, np.nan)
     else:
-      sc = scales_lib.unit_scales(d, self.ids, valid)
+      noise_var = None
+      if self.noise:
+        with jax.enable_x64(True):
+          noise_var = noise_lib.lognormal_sigma2(self.noise) * np.asarray(
+              noise_lib.noise_weight(pot, jnp.asarray(self.a), jnp.asarray(self.b)), np.float64)
+      sc = scales_lib.unit_scales(d, self.ids, valid, noise_var=noise_var)
       x, unit = sc.z, np.where(valid, sc.row_scale * sc.col_scale, 1.0)
     if not self.noise:
       return x, unit, None
@@ -533,11 +539,19 @@ def _notes(ranking, ctx, n_unchanged, unchanged, n_total, center, ids, noise, p_
                  f"{ids.n_rows} row and {ids.n_cols} column units (units with fewer than "
                  f"{scales_lib.MIN_COUNT} synapses share one scale; scales='pooled' / --scales "
                  "pooled gives the paper's single scale).")
+  if noise and best_row is not None and best_row.get("noise_fit"):
+    ref = best_row["noise_fit"]["simulated_delta_cdf_median"]
+    weak = [r for r in ranking if r["status"] == "indistinguishable" and r.get("noise_fit")
+            and r["noise_fit"]["simulated_delta_cdf_median"] > 3 * ref]
+    if weak:
+      notes.append("weakly tested: " + ", ".join(verdicts.group_words(weak, p_order)) + ": with "
+                   "this noise their own simulated data are far from Gaussian (median Delta-CDF "
+                   "more than 3x the best's), so a typical score says little for them.")
   if noise:
     notes.append(f"measurement noise {100 * noise:g}% (multiplicative, both measurements): each "
                  f"candidate's statistic is compared with {ctx.n_sim} simulations of that "
                  "candidate with this noise (the change standardised by its predicted per-synapse "
-                 "noise), and candidates are ranked by the score z = (log Delta-CDF - mean) / sd "
+                 "noise), and candidates are ranked by the score |z| = |log Delta-CDF - mean| / sd "
                  "over the simulations.")
   if p_est is not None and p_order:
     lo, hi = min(p_order), max(p_order)

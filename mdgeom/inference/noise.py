@@ -10,7 +10,8 @@ so under the true geometry the change is Gaussian with a per-synapse variance
 
     v_i = sigma^2 u_i^2 + s2 q_i,    q_i = (psi''(w_i) w_i)^2 + (psi''(w0_i) w0_i)^2,
 
-(s2 = log(1 + s^2); u_i = the per-unit scale, 1 without the unit model). For p-norms q grows like
+(s2 = log(1 + s^2); u_i = the per-unit scale, 1 without the unit model, fitted to the noise-free
+part d_i^2 - s2 q_i of the squared change). For p-norms q grows like
 |w|^(2(p-1)), so the pooled change is a scale mixture and its Delta-CDF is far from 0 even under
 the true p; for negative entropy psi''(w) w = 1 and the noise is the same at every synapse.
 docs/theory.md ("Measurement noise") has the derivation. For each candidate:
@@ -26,8 +27,8 @@ docs/theory.md ("Measurement noise") has the derivation. For each candidate:
   3. calibrate: simulate `n_sim` data sets from the candidate's generative model (w0 = the
      measured w0; w = psi'^{-1}(psi'(w0) + mu u + sigma u z); both measured with the noise model,
      exactly, not to first order) and run each through steps 1-2. The score is
-     (log D_obs - mean log D_sim) / sd log D_sim (lower is better), and the calibration p-value
-     is the fraction of simulations at least as far from Gaussian as the data. Every candidate sees the same random draws (common random
+     |log D_obs - mean log D_sim| / sd log D_sim (0 = typical of the candidate), and the
+     two-sided calibration p-value comes from the same simulations. Every candidate sees the same random draws (common random
      numbers), so scores vary smoothly along a scan of p.
 
 The measured w0 stands in for the true one in the simulations (it carries one layer of noise);
@@ -104,19 +105,25 @@ def standardise(d, u, q, s2, mu, sigma, valid):
   return jnp.where(valid & (v > 0), (d - mu * u) / jnp.sqrt(jnp.where(v > 0, v, 1.0)), jnp.nan)
 
 
-def _units_jax(d, valid, rows, cols, n_rows, n_cols):
-  """Per-unit RMS scale of each entry (mdgeom.scales, fixed iteration count), 1 where invalid."""
-  d2 = jnp.where(valid, d, 0.0) ** 2
+def _units_jax(d, valid, rows, cols, n_rows, n_cols, noise_var):
+  """Per-unit RMS scale of each entry fitted to d^2 - noise_var (mdgeom.scales, fixed iteration
+  count), 1 where invalid."""
+  raw = jnp.where(valid, d * d, 0.0)
+  d2 = jnp.where(valid, d * d - noise_var, 0.0)
   vf = valid.astype(d.dtype)
   cnt_r = jnp.maximum(jax.ops.segment_sum(vf, rows, n_rows), 1.0)
   cnt_c = jnp.maximum(jax.ops.segment_sum(vf, cols, n_cols), 1.0)
 
+  def rms(ids_, other, n_units, cnt):
+    m = jax.ops.segment_sum(d2 / other ** 2, ids_, n_units) / cnt
+    floor = scales_lib.NOISE_FLOOR * jax.ops.segment_sum(raw / other ** 2, ids_, n_units) / cnt
+    m = jnp.sqrt(jnp.maximum(m, floor))
+    return jnp.where(m > 0, m, 1.0)
+
   def body(_, ab):
     a, b = ab
-    a = jnp.sqrt(jax.ops.segment_sum(d2 / b[cols] ** 2, rows, n_rows) / cnt_r)
-    a = jnp.where(a > 0, a, 1.0)
-    b = jnp.sqrt(jax.ops.segment_sum(d2 / a[rows] ** 2, cols, n_cols) / cnt_c)
-    b = jnp.where(b > 0, b, 1.0)
+    a = rms(rows, b[cols], n_rows, cnt_r)
+    b = rms(cols, a[rows], n_cols, cnt_c)
     return a, b
 
   a, b = jax.lax.fori_loop(0, UNIT_ITERS, body, (jnp.ones(n_rows, d.dtype),
@@ -136,10 +143,10 @@ def _grid_delta_cdf(x, valid, center, scale=True):
 def _pipeline(pot, w0n, wn, s2, rows, cols, center, use_units, n_rows, n_cols):
   """Data -> noise-standardised change -> statistic, as for the measured pair."""
   d = analysis.dual_change_raw(pot, w0n, wn)
-  valid = jnp.isfinite(d)
-  u = _units_jax(d, valid, rows, cols, n_rows, n_cols) if use_units else jnp.ones_like(d)
   q = noise_weight(pot, w0n, wn)
-  valid = valid & jnp.isfinite(q)
+  valid = jnp.isfinite(d) & jnp.isfinite(q)
+  u = (_units_jax(d, valid, rows, cols, n_rows, n_cols, s2 * q) if use_units else
+       jnp.ones_like(d))
   mu, sigma = fit_gaussian_change(d, u, q, s2, valid, center)
   r = standardise(d, u, q, s2, mu, sigma, valid)
   return _grid_delta_cdf(r, jnp.isfinite(r), False, False), mu, sigma
@@ -238,16 +245,18 @@ class Calibration(NamedTuple):
                float(np.std(ls, ddof=1)) if ls.size > 1 else float("nan"), interpolated)
 
   def score(self, stat):
-    """(log stat - mean) / sd over the simulations, elementwise: how many standard deviations
-    less Gaussian the observed change is than the candidate predicts (lower is better; values
-    around 0 and below are what the candidate itself produces)."""
+    """|log stat - mean| / sd over the simulations, elementwise: how many standard deviations the
+    observed statistic sits from what the candidate's own model produces (0 = typical). Both
+    directions count: a candidate whose simulated data are far less Gaussian than the measured
+    ones misdescribes them as surely as one whose data are far more."""
     with np.errstate(divide="ignore", invalid="ignore"):
-      return (np.log(stat) - self.log_mean) / self.log_sd
+      return np.abs(np.log(stat) - self.log_mean) / self.log_sd
 
   def p_value(self, stat: float) -> float:
-    """The fraction of simulations at least as far from Gaussian as the data (upper tail)."""
-    s = self.simulated[np.isfinite(self.simulated)]
-    return float((1 + np.sum(s >= stat)) / (1 + s.size))
+    """Two-sided: the fraction of simulations at least as far (in log) from their mean."""
+    ls = np.log(self.simulated[np.isfinite(self.simulated) & (self.simulated > 0)])
+    dev = np.abs(ls - self.log_mean)
+    return float((1 + np.sum(dev >= abs(np.log(stat) - self.log_mean))) / (1 + ls.size))
 
 
 def calibrate(pots, w0: np.ndarray, fits, valid: np.ndarray, rel_sd: float, center: bool,
@@ -273,8 +282,8 @@ def calibrate(pots, w0: np.ndarray, fits, valid: np.ndarray, rel_sd: float, cent
   else:
     rows = cols = np.zeros(w0v.size, np.int64)
     n_r = n_c = 1
+  # the unit scales as fitted with (mu, sigma): the simulated change is mu u + sigma u z
   unit = np.ones(w0v.size) if unit_scale is None else np.asarray(unit_scale, np.float64)[valid]
-  unit = unit / np.sqrt(np.mean(unit ** 2))
   keys = jax.random.split(key, n_sim)
   per = max(1, min(chunk, int(2e6 // max(w0v.size * len(pots), 1))))
   out = []
