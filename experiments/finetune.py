@@ -245,6 +245,9 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
 
 
 EXTRA_KEYS = ("delta_cdf_centered", "delta_cdf_units", "per_layer")
+# Bumped when the extra analyses change (2: unit scales fitted to mean absolute values); cells
+# with another version get them recomputed from their saved weights.
+ANALYSIS_VERSION = 2
 
 
 def extra_analysis(config, model, params0, params1, trained) -> dict:
@@ -263,13 +266,14 @@ def extra_analysis(config, model, params0, params1, trained) -> dict:
   out["per_layer"] = analysis.leaf_statistics(
       trained, params0, params1, where=model.analysed,
       exclude_unchanged=config.analysis.exclude_unchanged)
+  out["analysis_version"] = ANALYSIS_VERSION
   return out
 
 
 def _complete(config, model, store, key, cell, variables, workdir, arch, trained, seed) -> dict:
   """Adds the analyses of EXTRA_KEYS to a cell computed before they existed, from its saved
   final weights (no retraining)."""
-  if all(k in cell for k in EXTRA_KEYS):
+  if all(k in cell for k in EXTRA_KEYS) and cell.get("analysis_version") == ANALYSIS_VERSION:
     return cell
   path = os.path.join(workdir, "weights", arch, trained, f"seed{seed}.msgpack")
   final = load_variables(path, variables)

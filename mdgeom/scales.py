@@ -13,11 +13,13 @@ error level b_j. Pooled over the matrix, the change is then a Gaussian *scale mi
 tailed) even under the true potential, and the paper's pooled statistic sees non-Gaussianity
 that has nothing to do with the geometry. Dividing each entry by an estimate of a_i b_j removes it.
 
-The estimate: alternating root-mean-square normalisation (Sinkhorn scaling of the squared change),
+The estimate: alternating normalisation (Sinkhorn scaling) by mean absolute values,
 
-    a_i <- sqrt(mean_j (d_ij / b_j)^2),    b_j <- sqrt(mean_i (d_ij / a_i)^2),
+    a_i <- mean_j |d_ij / b_j|,    b_j <- mean_i |d_ij / a_i|,
 
-repeated to a fixed point where every row and column of (d_ij / (a_i b_j))^2 has mean 1. It uses
+repeated to a fixed point where every row and column of |d_ij / (a_i b_j)| has mean 1 (or by
+root mean squares, estimator="rms"; for a Gaussian both estimate a_i b_j up to a constant, and
+the statistic is scale-free). It uses
 only the change itself (no activities are needed), works on any set of synapses that carry a
 presynaptic and a postsynaptic unit id (a dense matrix, a conv kernel with rows = all input axes
 and columns = output channels, or a connectomics synapse table), and leaves out entries marked
@@ -33,6 +35,7 @@ Both return the normalised change z_ij = d_ij / (a_i b_j) (NaN where invalid).
 
 from __future__ import annotations
 
+import functools
 from typing import NamedTuple
 
 import jax
@@ -112,16 +115,28 @@ class Scales(NamedTuple):
   n_col_units: int
 
 
-def unit_scales(d, ids: UnitIds, valid=None, *, noise_var=None, min_count: int = MIN_COUNT,
-                max_iter: int = MAX_ITER, tol: float = TOL) -> Scales:
+def unit_scales(d, ids: UnitIds, valid=None, *, estimator: str = "abs", noise_var=None,
+                min_count: int = MIN_COUNT, max_iter: int = MAX_ITER, tol: float = TOL) -> Scales:
   """Alternating row/column RMS normalisation of a flat change `d` with unit ids (numpy, float64).
 
   Returns the normalised change and the scales. Invalid entries (valid=False or non-finite d) are
   left out of every mean and come back as NaN. Rows or columns whose change is exactly zero
   everywhere keep scale 1 (their normalised change stays 0). `noise_var` (per entry): the
   variance that measurement noise adds to each d; the scales are then fitted to the noise-free
-  part, d^2 - noise_var (a unit's activity scales its learning, not its measurement noise).
+  part, d^2 - noise_var (a unit's activity scales its learning, not its measurement noise);
+  this needs estimator="rms".
+
+  estimator: "abs" (default) fits the scales to mean absolute values, "rms" to root mean
+  squares. Both estimate a_i b_j consistently for a Gaussian change; mean absolute values are
+  pulled less by the heavy tails that a wrong geometry puts into its change, so the unit model
+  absorbs less of the evidence against it (benchmarks/unit_scales_study.py: on finetuned
+  networks "abs" gives both a lower Delta-CDF under the trained potential and a wider margin to
+  the runner-up than "rms").
   """
+  if estimator not in ("abs", "rms"):
+    raise ValueError(f"unknown estimator {estimator!r}: use 'abs' or 'rms'.")
+  if noise_var is not None and estimator != "rms":
+    raise ValueError("noise_var corrects mean squares: use estimator='rms' with it.")
   d = np.asarray(d, np.float64).ravel()
   if ids.rows.shape != d.shape or ids.cols.shape != d.shape:
     raise ValueError(f"unit ids have {ids.rows.size} and {ids.cols.size} entries but the change "
@@ -131,7 +146,7 @@ def unit_scales(d, ids: UnitIds, valid=None, *, noise_var=None, min_count: int =
     v &= np.isfinite(np.asarray(noise_var, np.float64).ravel())
   rows, n_r = _merge_small(ids.rows, v, min_count)
   cols, n_c = _merge_small(ids.cols, v, min_count)
-  d2 = np.where(v, d, 0.0) ** 2
+  d2 = np.where(v, d, 0.0) ** 2 if estimator == "rms" else np.abs(np.where(v, d, 0.0))
   raw = d2
   if noise_var is not None:
     d2 = d2 - np.where(v, np.asarray(noise_var, np.float64).ravel(), 0.0)
@@ -140,13 +155,16 @@ def unit_scales(d, ids: UnitIds, valid=None, *, noise_var=None, min_count: int =
   a = np.ones(n_r)
   b = np.ones(n_c)
   it = 0
+  power = 2.0 if estimator == "rms" else 1.0
+
   def rms(ids_, other, n_units, cnt):
     # noise-corrected mean square, kept >= NOISE_FLOOR x the uncorrected one: a unit whose
     # change is mostly noise gets a small scale, never zero or negative
-    m = np.bincount(ids_, d2 / other ** 2, minlength=n_units) / cnt
+    m = np.bincount(ids_, d2 / other ** power, minlength=n_units) / cnt
     if noise_var is not None:
-      m = np.maximum(m, NOISE_FLOOR * np.bincount(ids_, raw / other ** 2, minlength=n_units) / cnt)
-    m = np.sqrt(np.maximum(m, 0.0))
+      m = np.maximum(m, NOISE_FLOOR * np.bincount(ids_, raw / other ** power, minlength=n_units)
+                     / cnt)
+    m = np.maximum(m, 0.0) ** (1.0 / power)
     return np.where(m > 0, m, 1.0)
 
   for it in range(1, max_iter + 1):
@@ -163,28 +181,29 @@ def unit_scales(d, ids: UnitIds, valid=None, *, noise_var=None, min_count: int =
   return Scales(z, a[rows], b[cols], it, n_r, n_c)
 
 
-@jax.jit
-def _dense_scales(d, valid, min_count):
+@functools.partial(jax.jit, static_argnums=3)
+def _dense_scales(d, valid, min_count, estimator="abs"):
   v = valid & jnp.isfinite(d)
-  d2 = jnp.where(v, d, 0.0) ** 2
+  power = 2.0 if estimator == "rms" else 1.0
+  d2 = jnp.abs(jnp.where(v, d, 0.0)) ** power
   vf = v.astype(d.dtype)
   cnt_r, cnt_c = vf.sum(1), vf.sum(0)
   small_r, small_c = cnt_r < min_count, cnt_c < min_count
 
   def row_rms(b):
-    s = (d2 / (b * b)[None, :]).sum(1)
+    s = (d2 / (b ** power)[None, :]).sum(1)
     pooled = jnp.sum(jnp.where(small_r, s, 0.0)) / jnp.maximum(jnp.sum(jnp.where(small_r, cnt_r,
                                                                                    0.0)), 1.0)
     a = jnp.where(small_r, pooled, s / jnp.maximum(cnt_r, 1.0))
-    a = jnp.sqrt(a)
+    a = a ** (1.0 / power)
     return jnp.where(a > 0, a, 1.0)
 
   def col_rms(a):
-    s = (d2 / (a * a)[:, None]).sum(0)
+    s = (d2 / (a ** power)[:, None]).sum(0)
     pooled = jnp.sum(jnp.where(small_c, s, 0.0)) / jnp.maximum(jnp.sum(jnp.where(small_c, cnt_c,
                                                                                    0.0)), 1.0)
     b = jnp.where(small_c, pooled, s / jnp.maximum(cnt_c, 1.0))
-    b = jnp.sqrt(b)
+    b = b ** (1.0 / power)
     return jnp.where(b > 0, b, 1.0)
 
   def body(c):
@@ -206,7 +225,7 @@ def _dense_scales(d, valid, min_count):
   return z, it
 
 
-def unit_scales_dense(d, valid=None, *, min_count: int = MIN_COUNT):
+def unit_scales_dense(d, valid=None, *, min_count: int = MIN_COUNT, estimator: str = "abs"):
   """The same normalisation on a dense block of any rank (rows = leading axes, columns = the last
   axis; a 1-D block is one unit), in jax: returns z of d's shape (NaN where invalid)."""
   d = jnp.asarray(d)
@@ -215,10 +234,10 @@ def unit_scales_dense(d, valid=None, *, min_count: int = MIN_COUNT):
   if d.ndim < 2:
     d2 = d2.reshape(-1, 1)  # one column: every entry in one column unit, rows pooled below
     v = jnp.ones(d2.shape, bool) if valid is None else jnp.asarray(valid).reshape(d2.shape)
-    z, _ = _dense_scales(d2, v, d2.shape[0] + 1)  # no row gets a scale of its own
+    z, _ = _dense_scales(d2, v, d2.shape[0] + 1, estimator)  # no row gets a scale of its own
     return z.reshape(shape)
   v = jnp.ones(d2.shape, bool) if valid is None else jnp.asarray(valid).reshape(d2.shape)
-  z, _ = _dense_scales(d2, v, min_count)
+  z, _ = _dense_scales(d2, v, min_count, estimator)
   return z.reshape(shape)
 
 

@@ -33,13 +33,17 @@ def test_invariant_to_row_and_column_rescaling(seed, spread):
 
 
 def test_fixed_point_rows_and_columns_have_unit_rms_and_scales_are_recovered():
-  d, a, b = rank1_matrix(0, rows=200, cols=150)
-  res = scales.unit_scales(d.ravel(), scales.ids_for_shape(d.shape))
-  z = res.z.reshape(d.shape)
-  np.testing.assert_allclose(np.sqrt(np.mean(z ** 2, 1)), 1.0, atol=1e-5)
-  np.testing.assert_allclose(np.sqrt(np.mean(z ** 2, 0)), 1.0, atol=1e-5)
-  est = res.row_scale.reshape(d.shape)[:, 0]
-  assert np.corrcoef(np.log(est), np.log(a))[0, 1] > 0.97
+  d, a, _ = rank1_matrix(0, rows=200, cols=150)
+  for estimator, stat in (("rms", lambda z, ax: np.sqrt(np.mean(z ** 2, ax))),
+                          ("abs", lambda z, ax: np.mean(np.abs(z), ax))):
+    res = scales.unit_scales(d.ravel(), scales.ids_for_shape(d.shape), estimator=estimator)
+    z = res.z.reshape(d.shape)
+    np.testing.assert_allclose(stat(z, 1), 1.0, atol=1e-5)
+    np.testing.assert_allclose(stat(z, 0), 1.0, atol=1e-5)
+    est = res.row_scale.reshape(d.shape)[:, 0]
+    assert np.corrcoef(np.log(est), np.log(a))[0, 1] > 0.97
+  with pytest.raises(ValueError, match="estimator='rms'"):
+    scales.unit_scales(d.ravel(), scales.ids_for_shape(d.shape), noise_var=np.ones(d.size))
 
 
 def test_dense_jax_equals_ids_numpy_with_invalid_entries_and_small_units():
@@ -47,11 +51,14 @@ def test_dense_jax_equals_ids_numpy_with_invalid_entries_and_small_units():
   valid = np.random.default_rng(4).random(d.shape) > 0.2
   valid[0, :20] = False  # row 0 keeps 5 entries: below MIN_COUNT, shares the pooled scale
   ids = scales.ids_for_shape(d.shape)
-  z_ids = scales.unit_scales(d.ravel(), ids, valid.ravel()).z.reshape(d.shape)
-  with jax.enable_x64(True):
-    z_dense = np.asarray(scales.unit_scales_dense(jnp.asarray(d), jnp.asarray(valid)))
-  np.testing.assert_allclose(z_dense, z_ids, rtol=1e-6, equal_nan=True)
-  assert np.all(np.isnan(z_ids[~valid]))
+  for estimator in ("abs", "rms"):
+    z_ids = scales.unit_scales(d.ravel(), ids, valid.ravel(), estimator=estimator).z
+    z_ids = z_ids.reshape(d.shape)
+    with jax.enable_x64(True):
+      z_dense = np.asarray(scales.unit_scales_dense(jnp.asarray(d), jnp.asarray(valid),
+                                                    estimator=estimator))
+    np.testing.assert_allclose(z_dense, z_ids, rtol=1e-6, equal_nan=True)
+    assert np.all(np.isnan(z_ids[~valid]))
 
 
 def test_conv_kernel_ids_rows_are_all_input_axes():
@@ -77,7 +84,7 @@ def test_rank_potentials_units_and_center_options():
   assert new.best.name == "2-norm"
   # the centred, unit-scaled statistic equals delta_cdf of the normalised change
   z = scales.unit_scales(np.asarray(w - w0, np.float64).ravel(),
-                         scales.ids_for_shape(w0.shape)).z
+                         scales.ids_for_shape(w0.shape)).z  # (default estimator, as there)
   assert abs(analysis.delta_cdf(z, center=True) - by_new["2-norm"]) < 2e-3
   with pytest.raises(ValueError, match="unknown scales"):
     analysis.rank_potentials(w0, w, cands, scales="rows")

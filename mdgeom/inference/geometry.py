@@ -339,7 +339,8 @@ class _Context:
         with jax.enable_x64(True):
           noise_var = noise_lib.lognormal_sigma2(self.noise) * np.asarray(
               noise_lib.noise_weight(pot, jnp.asarray(self.a), jnp.asarray(self.b)), np.float64)
-      sc = scales_lib.unit_scales(d, self.ids, valid, noise_var=noise_var)
+      sc = scales_lib.unit_scales(d, self.ids, valid, noise_var=noise_var,
+                                  estimator="rms" if self.noise else "abs")
       x, unit = sc.z, np.where(valid, sc.row_scale * sc.col_scale, 1.0)
     if not self.noise:
       return x, unit, None
