@@ -100,7 +100,7 @@ def draw(res: dict, title: str = ""):
       ax.set_xticks(x, [potentials.short_label(h) for h in hyp])
       ax.set_xlabel(r"hypothesised potential $\psi$")
       ax.set_title(f"B: {a} (D={res['n_weights'][a]:,}, N={res['n_data'][a]}, {v.shape[1]} "
-                   "seeds)" + ("" if key == "delta_cdf" else ", per-unit scales"), fontsize=9)
+                   "seeds)" if key == "delta_cdf" else f"B: {a}, per-unit scales", fontsize=9)
       ax.set_ylim(bottom=0)
       ax.grid(alpha=0.3)
     row[1].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
