@@ -221,7 +221,13 @@ class Potential:
   # -- validation --------------------------------------------------------------------------------
 
   def check_weights(self, w, what: str = "weights") -> None:
-    """Raises ValueError when concrete weights are outside the potential's domain."""
+    """Raises when weights are outside the potential's domain; names `what` in the message.
+
+    TypeError: complex (or non-numeric) weights, also when traced (dtypes are static).
+    NonFiniteError (a ValueError): NaN or Inf entries. SignFlipError (a ValueError): exact zeros
+    under a sign-preserving potential. Value checks run on concrete weights only.
+    """
+    _checks.check_real(w, what)
     _checks.check_finite(w, what)
     if self.sign_preserving and _checks.is_concrete(w):
       n_zero = int(np.sum(np.asarray(w) == 0))
@@ -363,6 +369,21 @@ def potential(fn: ScalarFn | None = None, *, name: str | None = None,
       @mdgeom.potential(sign_preserving=True)   # defined on each half-line, like |w| log|w|
       def shifted_entropy(w):
           return jnp.abs(w) * jnp.log(jnp.abs(w)) + w**2
+
+  What f must satisfy (mirror descent, Eq. 6, and the solvers, Eq. 8, rely on it):
+
+    * strictly convex: f''(w) >= 0 everywhere and f'' > 0 except at isolated points (|w|^p / p
+      with p > 2 has f''(0) = 0, which is fine), so that f' is increasing and invertible;
+    * f' maps onto all reals (on each half-line if sign_preserving), so that every dual value
+      f'(w) - eta g has a preimage. log cosh(w) fails this: f' = tanh only reaches (-1, 1), and
+      a step that moves the dual weight past +-1 has no answer (the weight becomes NaN);
+      exp(w) fails it too (f' > 0);
+    * finite f, f' (and f'') at every weight in the domain; a sign-preserving potential is
+      undefined at 0 and its weights never reach or cross zero.
+
+  Construction does not check these (f is only known through evaluation). `check_potential(pot,
+  w)` checks them at given weights; `mirror_descent` runs it on the parameters at `init`, and
+  the solvers on w0, for potentials other than the built-ins (which satisfy them by construction).
 
   Args:
     fn: f(w), pure and strictly convex on its domain (each half-line if sign_preserving).
@@ -655,3 +676,222 @@ def fingerprint(pot) -> str:
              pot.closed_form_step):
     _code_digest(fn, h, set())
   return h.hexdigest()[:16]
+
+
+# ----------------------------------------------------------------------------------------------
+# Checking a potential at given weights
+# ----------------------------------------------------------------------------------------------
+
+# Weights at which `check_potential` probes a potential when none are given.
+_PROBE_MAGNITUDES = np.logspace(-3, 3, 13)
+# Dual offsets of the range probe beyond the largest and smallest f'(w).
+_RANGE_OFFSETS = (1.0, 10.0)
+
+
+def is_builtin(pot) -> bool:
+  """True for the potentials this module builds (p-norms, negative entropy, hypentropy).
+
+  Their f satisfies what `potential` documents by construction (and tests check it), so the
+  library skips `check_potential` for them; user potentials are checked.
+  """
+  return getattr(get(pot).fn, "__module__", None) == __name__
+
+
+def _fmt(x) -> str:
+  return f"{float(x):.6g}"
+
+
+@functools.lru_cache(maxsize=64)
+def _jitted_maps(pot):
+  """Jitted (f, f', f'') and (f')^{-1} of a potential, compiled once per input size: called
+  eagerly, the Newton inverse would retrace its loops on every call."""
+  def derivs(w):
+    return pot.elementwise_value(w), pot.mirror_map(w), pot.hessian_diag(w)
+
+  def inverse(y, sign):
+    return pot.inverse_mirror_map(y, sign=sign if pot.sign_preserving else None)
+
+  return jax.jit(derivs), jax.jit(pot.mirror_map), jax.jit(inverse)
+
+
+def _padded(a: np.ndarray, dtype) -> Array:
+  """`a` padded with copies of its first entry to a power of two (>= 8), so that the jitted
+  maps compile for a few sizes only; callers read the first a.size results."""
+  n = max(8, 1 << max(a.size - 1, 0).bit_length())
+  return jnp.asarray(np.concatenate([a, np.full(n - a.size, a[0] if a.size else 0)]), dtype)
+
+
+def potential_problem(pot, w) -> tuple[int, str] | None:
+  """The first violated condition of `check_potential` as (flat index into w, description).
+
+  None when every condition holds at the concrete weights `w` (any shape, flattened). The
+  description names the condition and the values; callers add where the weight lives.
+  """
+  pot = get(pot)
+  w = _as_float(jnp.asarray(w)).reshape(-1)
+  if w.size == 0:
+    return None
+  dtype = w.dtype
+  finfo = np.finfo(dtype)
+  # Subnormal weights are skipped: XLA on CPU flushes them to zero, so f' and its inverse are
+  # evaluated at 0, not at w. Indices refer to the full w.
+  keep = np.flatnonzero(~((np.asarray(w) != 0) & (np.abs(np.asarray(w)) < finfo.tiny)))
+  if keep.size < w.size:
+    sub = potential_problem(pot, jnp.asarray(np.asarray(w)[keep], dtype))
+    return None if sub is None else (int(keep[sub[0]]), sub[1])
+  wn = np.asarray(w)
+  n = wn.size
+  derivs, mirror, inverse = _jitted_maps(pot)
+  f, fp, fpp = (np.asarray(a)[:n] for a in derivs(_padded(wn, dtype)))
+
+  # f itself may overflow to +inf for large weights (w^4 in float32); NaN means no value.
+  bad = np.isnan(f) | (f == -np.inf)
+  if bad.any():
+    i = int(np.argmax(bad))
+    return i, (f"f(w) = {_fmt(f[i])} at w = {_fmt(wn[i])}: the weight is outside the domain of "
+               "the potential.")
+  bad = ~np.isfinite(fp)
+  if bad.any():
+    i = int(np.argmax(bad))
+    why = ("NaN: the weight is outside the domain of f', or an intermediate step of f "
+           "overflows there, like cosh in log cosh" if np.isnan(fp[i]) else
+           f"f' overflows {dtype.name} there (use float64 or smaller weights)")
+    return i, (f"the mirror map f'(w) = {_fmt(fp[i])} is not finite at w = {_fmt(wn[i])} ({why}), "
+               "so the mirror step (Eq. 6) has no dual weight to start from.")
+  # Autodiff's f'' can be garbage where terms cancel (|w| log|w| at 1e-30 gives -inf in
+  # float32), so a negative f'' counts only where f' also decreases across a small interval.
+  bad = (fpp < 0) | np.isneginf(fpp)
+  if bad.any():
+    cand = np.flatnonzero(bad)
+    h = 2.0 ** -7 * np.where(wn[cand] != 0, np.abs(wn[cand]), 1.0)
+    lo, hi = (np.asarray(mirror(_padded(wn[cand] + s * h, dtype)))[:cand.size] for s in (-1, 1))
+    decreasing = lo - hi > math.sqrt(finfo.eps) * (np.abs(lo) + np.abs(hi))
+    bad = np.zeros_like(bad)
+    bad[cand[decreasing]] = True
+  if bad.any():
+    i = int(np.argmax(bad))
+    return i, (f"f''(w) = {_fmt(fpp[i])} < 0 at w = {_fmt(wn[i])}: the potential is not convex "
+               "there, so f' decreases and (f')^{-1} does not exist (mirror descent needs a "
+               "strictly convex f; its steps would give NaN or a wrong weight).")
+
+  w_rt = np.asarray(inverse(_padded(fp, dtype), _padded(np.sign(wn), dtype)))[:n]
+  fp_rt = np.asarray(mirror(_padded(np.where(np.isfinite(w_rt), w_rt, 0), dtype)))[:n]
+  rtol = math.sqrt(finfo.eps)
+  primal_ok = np.abs(w_rt - wn) <= rtol * np.abs(wn)
+  dual_ok = np.abs(fp_rt - fp) <= rtol * np.abs(fp)
+  # (f')^{-1}(f'(w)) may differ from w where f' underflows (|w|^p / p near 0): the dual agrees.
+  # Where f' is flat at a normal (not underflowed) value, f is not strictly convex.
+  flat = ~primal_ok & dual_ok & (np.abs(fp) >= finfo.tiny / finfo.eps)
+  bad = ~np.isfinite(w_rt) | (~primal_ok & ~dual_ok) | flat
+  if bad.any():
+    i = int(np.argmax(bad))
+    why = ("f' takes the same value at both, so f is not strictly convex there" if flat[i]
+           else "the inverse mirror map (a closed form passed as inverse=, or the Newton solve) "
+                "does not invert f' there")
+    return i, (f"(f')^{{-1}}(f'(w)) = {_fmt(w_rt[i])} differs from w = {_fmt(wn[i])} "
+               f"(f'(w) = {_fmt(fp[i])}): {why}.")
+
+  # Range: probe beyond the largest and the smallest dual weight (per half-line when
+  # sign-preserving). Where the inverse gives NaN there, f' does not reach the probe value y,
+  # unless the inverse merely overflowed (log-like f' near the dtype's largest weight): a probe
+  # counts only if f' at the farthest weight representable (with f' finite) stays short of y.
+  groups = [(np.ones_like(wn, bool), 0.0)]
+  if pot.sign_preserving:
+    groups = [(wn > 0, 1.0), (wn < 0, -1.0)]
+  ys, signs, origin = [], [], []
+  for member, s in groups:
+    if not member.any():
+      continue
+    idx = np.flatnonzero(member)
+    for i, direction in ((idx[np.argmax(fp[idx])], 1.0), (idx[np.argmin(fp[idx])], -1.0)):
+      for offset in _RANGE_OFFSETS:
+        y = fp[i] + direction * offset
+        if np.isfinite(y):
+          ys.append(y)
+          signs.append(s)
+          origin.append((i, direction, s))
+  if not ys:
+    return None
+  w_y = np.asarray(inverse(_padded(np.asarray(ys), dtype), _padded(np.asarray(signs), dtype)))
+  for k in np.flatnonzero(np.isnan(w_y[:len(ys)])):
+    i, direction, s = origin[k]
+    w_far, fp_far, at_limit = _farthest_dual(pot, direction, s, dtype)
+    if fp_far is None or (fp_far >= ys[k] if direction > 0 else fp_far <= ys[k]):
+      continue
+    side, cmp = ("above", "below") if direction > 0 else ("below", "above")
+    bounded = (f"within {dtype.name} (whose weights end at {_fmt(w_far)}), f' stays {cmp} "
+               f"f'({_fmt(w_far)}) = {_fmt(fp_far)}" if at_limit else
+               f"f' is bounded {side}: it stays {cmp} f'({_fmt(w_far)}) = {_fmt(fp_far)}")
+    return int(i), (
+        f"{bounded}, so no weight has f'(w) = {_fmt(ys[k])} (f'(w) {'+' if direction > 0 else '-'} "
+        f"{_fmt(abs(ys[k] - fp[i]))} at w = {_fmt(wn[i])}): a mirror step that moves the dual "
+        "weight there has no answer and turns the weight into NaN. Mirror descent needs f' to "
+        "map onto all reals (log cosh, whose f' = tanh stays in (-1, 1), does not): use a "
+        "potential with an unbounded derivative"
+        + ("." if pot.sign_preserving else
+           ", or pass sign_preserving=True if it lives on each half-line separately."))
+  return None
+
+
+def _farthest_dual(pot, direction, sign, dtype):
+  """(w, f'(w), moving) at the representable weight farthest in the direction in which f' grows
+  (direction +1) or falls (-1), among magnitudes down from the dtype's largest (up from its
+  smallest normal number, towards zero on a half-line) where f' is finite; moving: w is the
+  dtype's limit and f' still changes there. (None, None, False) if f' is nowhere finite.
+  """
+  finfo = np.finfo(dtype)
+  big = float(finfo.max) * np.logspace(0, 1 - np.log10(float(finfo.max)), 64)
+  small = float(finfo.tiny) * np.logspace(0, -3 - np.log10(float(finfo.tiny)), 64)
+  if sign == 0:
+    mags, s = big, direction
+  elif sign * direction > 0:  # along the half-line away from zero
+    mags, s = big, sign
+  else:  # towards zero
+    mags, s = small, sign
+  w = jnp.asarray(s * mags, dtype)
+  fp = np.asarray(_jitted_maps(pot)[1](w))
+  finite = np.flatnonzero(np.isfinite(fp))
+  if not finite.size:
+    return None, None, False
+  k = int(finite[0])
+  # Still moving at the dtype's limit (log-like growth): the probe value may be out of reach
+  # only because the weight it needs is not representable.
+  moving = k == 0 and finite.size > 1 and fp[finite[1]] != fp[k]
+  return float(np.asarray(w)[k]), float(fp[k]), bool(moving)
+
+
+def check_potential(pot, w=None, what: str = "weights") -> None:
+  """Checks at the weights `w` what mirror descent and the solvers need of a potential.
+
+  At every entry of `w` (default: +-10^-3 ... 10^3 and, unless sign-preserving, 0):
+
+    1. w is in the domain (finite, real, nonzero if sign-preserving; `Potential.check_weights`);
+    2. f(w) is not NaN (+inf from overflow is allowed) and f'(w) is finite;
+    3. f''(w) >= 0 (convexity; f'' = 0 at isolated points such as 0 for |w|^3 / 3 is fine);
+    4. (f')^{-1}(f'(w)) = w to sqrt(eps) (f' is invertible there: strict convexity, and a
+       closed-form `inverse=` that matches f');
+    5. f' reaches beyond the dual weights: (f')^{-1}(f'(w) +- c), c = 1, 10, at the largest and
+       smallest f'(w) exists (f' onto the reals; log cosh, exp and -log fail).
+
+  These are checks at points, not proofs: a potential can pass them and fail elsewhere.
+  Non-jitted; traced weights are skipped. Runs in the weights' precision (float32 unless they
+  are float64 with x64 enabled).
+
+  Raises:
+    TypeError: complex weights. NonFiniteError, SignFlipError: condition 1 (both ValueErrors).
+    ValueError: conditions 2-5, naming the potential, the condition and `what[index]`.
+  """
+  pot = get(pot)
+  if w is None:
+    mags = _PROBE_MAGNITUDES
+    w = np.concatenate([-mags[::-1], mags] if pot.sign_preserving else [-mags[::-1], [0.0], mags])
+  if not _checks.is_concrete(w):
+    return
+  w = _checks.as_real_array(w, what) if not isinstance(w, jax.Array) else w
+  pot.check_weights(w, what)
+  problem = potential_problem(pot, w)
+  if problem is not None:
+    i, message = problem
+    index = np.unravel_index(i, np.shape(w)) if np.ndim(w) else ()
+    where = f"{what}[{', '.join(str(int(k)) for k in index)}]" if index else what
+    raise ValueError(f"potential {pot.name!r} fails at {where}: {message}")

@@ -253,21 +253,40 @@ def _precision(dtype):
 
 
 def _default_tol(tol, dt) -> float:
-  tol = _DEFAULT_TOL[dt] if tol is None else float(tol)
-  if not tol > 0:
-    raise ValueError(f"tol must be positive, got {tol}.")
+  tol = _DEFAULT_TOL[dt] if tol is None else _checks.real_scalar(tol, "tol", finite=False)
+  if not (tol > 0 and np.isfinite(tol)):
+    raise ValueError(f"tol must be positive and finite, got {tol}.")
   return tol
 
 
 def _check_max_iter(max_iter) -> int:
-  if int(max_iter) != max_iter or max_iter < 1:
+  try:
+    ok = int(max_iter) == max_iter and max_iter >= 1
+  except (TypeError, ValueError, OverflowError):  # None, NaN, inf, strings
+    ok = False
+  if not ok or isinstance(max_iter, bool):
     raise ValueError(f"max_iter must be a positive integer, got {max_iter!r}.")
   return int(max_iter)
+
+
+def _check_user_potential(pot, w0, what) -> None:
+  """`check_potential` at w0 for potentials other than the built-ins: a non-convex potential,
+  or one whose derivative is bounded, makes the dual Newton method return NaN or fail."""
+  if not potentials_lib.is_builtin(pot):
+    potentials_lib.check_potential(pot, w0, what)
 
 
 def _check_inverse_hessian(pot, w0, what):
   """H^{-1} = 1 / f''(w0) must be finite and >= 0 for the linearisation (Eq. 14) to exist."""
   h0 = np.asarray(pot.inverse_hessian_diag(w0))
+  negative = h0 < 0
+  if negative.any():
+    i = int(np.argmax(negative))
+    raise ValueError(
+        f"f''(w0) = {1.0 / h0[i]:.6g} < 0 at {what} index {i} "
+        f"(w0 = {float(np.asarray(w0)[i]):.6g}): "
+        f"{pot.name} is not convex there, so Eq. 8 has no unique minimiser and its linearisation "
+        "(Eq. 14-15) is undefined. Use a strictly convex potential (see mdgeom.potential).")
   bad = ~(np.isfinite(h0) & (h0 >= 0))
   if bad.any():
     raise ValueError(
@@ -296,7 +315,9 @@ def _rank(X) -> int:
 def _dense_inputs(potential, X, y, w0, dt):
   """Validates and casts (X, y, w0); must run inside the precision context."""
   pot = potentials_lib.get(potential)
-  X_np, y_np, w0_np = np.asarray(X), np.asarray(y), np.asarray(w0)
+  # Complex inputs would lose their imaginary part in the casts below, silently.
+  X_np, y_np, w0_np = (_checks.as_real_array(a, what) for a, what in
+                       ((X, "X"), (y, "y"), (w0, "initial weights w0")))
   if X_np.ndim != 2:
     raise ValueError(f"X must be a matrix of shape (N, D), got shape {X_np.shape}.")
   n, d = X_np.shape
@@ -311,6 +332,7 @@ def _dense_inputs(potential, X, y, w0, dt):
   _checks.check_finite(X_np.astype(np.float64), "X")
   _checks.check_finite(y_np.astype(np.float64), "y")
   pot.check_weights(w0_np.astype(np.float64), "initial weights w0")
+  _check_user_potential(pot, w0_np.astype(dt), "initial weights w0")
   rank = _rank(X_np)
   if rank < n:
     raise ValueError(
@@ -367,8 +389,11 @@ def min_bregman_solution(potential: PotentialLike, X, y, w0, *, tol: Optional[fl
     Solution(w, lam, converged, iterations, residual), arrays as NumPy arrays of `dtype`.
 
   Raises:
-    ValueError: shape mismatch, non-finite inputs, zeros under a sign-preserving potential, rank
-      of X below N, or 1/f''(w0) not finite. RuntimeError: no convergence (raise_on_failure).
+    TypeError: complex or non-numeric X, y or w0 (the imaginary part would be dropped).
+    ValueError: shape mismatch, non-finite inputs (NonFiniteError), zeros under a
+      sign-preserving potential (SignFlipError), rank of X below N, f''(w0) < 0 or 1/f''(w0) not
+      finite, or a user potential failing `potentials.check_potential` at w0 (not convex, f' not
+      invertible or bounded). RuntimeError: no convergence (raise_on_failure).
   """
   dt, ctx = _precision(dtype)
   tol = _default_tol(tol, dt)
@@ -473,6 +498,7 @@ def linearized_network_solution(apply_fn: Callable, params0, inputs, targets,
     like params0 with NumPy leaves of `dtype`, lam shaped like the outputs.
 
   Raises:
+    TypeError: complex params0, inputs, targets or outputs.
     ValueError: invalid inputs, or more outputs than parameters (J cannot have full row rank).
     RuntimeError: the constraints are not met to tolerance (raise_on_failure). In this matrix-free
       path a rank-deficient J shows up here (CG cannot solve a singular system), not as a rank.
@@ -483,6 +509,10 @@ def linearized_network_solution(apply_fn: Callable, params0, inputs, targets,
   max_iter = _check_max_iter(max_iter)
   if not cg_tol > 0:
     raise ValueError(f"cg_tol must be positive, got {cg_tol}.")
+  for root, tree in (("params0", params0), ("inputs", inputs)):
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+      _checks.check_real(leaf, f"{root}{jax.tree_util.keystr(path)}")
+  _checks.check_real(targets, "targets")
   with ctx:
     params_c = _cast_floats(params0, dt)
     w0, unravel = ravel_pytree(params_c)
@@ -491,6 +521,7 @@ def linearized_network_solution(apply_fn: Callable, params0, inputs, targets,
     if w0.dtype != dt:
       raise ValueError(f"params0 must hold floating-point parameters, got dtype {w0.dtype}.")
     pot.check_weights(w0, "initial parameters params0")
+    _check_user_potential(pot, w0, "initial parameters params0 (flattened)")
     inputs_c = _cast_floats(inputs, dt)
     for path, leaf in jax.tree_util.tree_leaves_with_path(inputs_c):
       _checks.check_finite(leaf, f"inputs at {jax.tree_util.keystr(path) or 'the root'}")
@@ -501,6 +532,7 @@ def linearized_network_solution(apply_fn: Callable, params0, inputs, targets,
       return jnp.reshape(apply_fn(unravel(w), inputs_c), (-1,))
 
     out_struct = jax.eval_shape(lambda w: apply_fn(unravel(w), inputs_c), w0)
+    _checks.check_real(out_struct, "the outputs apply_fn(params0, inputs)")
     _checks.check_same_shape(np.empty(out_struct.shape), targets_j, "apply_fn(params0, inputs)",
                              "targets")
     n, d = int(np.prod(out_struct.shape, dtype=np.int64)), int(w0.size)

@@ -251,3 +251,127 @@ def test_mirror_step_equals_eq6_property(name, lr, momentum, nesterov, seed):
   ref2 = inv(fp(ref1) - lr * d1, np.sign(ref1))
   np.testing.assert_allclose(w1, ref1, rtol=1e-9, atol=1e-12)
   np.testing.assert_allclose(w2, ref2, rtol=1e-8, atol=1e-12)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad inputs: an error that names the problem, never a silent NaN or a silently frozen weight
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("momentum", [np.float32(1.5), np.float64(-0.1), np.array(1.0),
+                                      jnp.asarray(1.5), np.float32(np.nan)])
+def test_numpy_and_jax_momentum_scalars_are_range_checked(momentum):
+  with pytest.raises(ValueError, match=r"momentum must be in \[0, 1\)"):
+    mdgeom.mirror_descent("2-norm", 0.1, momentum=momentum)
+  mdgeom.mirror_descent("2-norm", 0.1, momentum=np.float32(0.9))  # fine
+
+
+@pytest.mark.parametrize("lr", [float("nan"), np.float32("inf"), jnp.asarray(-np.inf), jnp.nan])
+def test_non_finite_learning_rate_raises_at_construction(lr):
+  with pytest.raises(ValueError, match="learning_rate must be finite"):
+    mdgeom.mirror_descent("negative_entropy", lr)
+
+
+def test_complex_or_string_hyperparameters_raise_type_error():
+  with pytest.raises(TypeError, match="momentum has complex dtype"):
+    mdgeom.mirror_descent("2-norm", 0.1, momentum=0.5 + 0.1j)
+  with pytest.raises(TypeError, match="learning_rate must be a real number"):
+    mdgeom.mirror_descent("2-norm", "0.1")
+
+
+@pytest.mark.parametrize("dtype", [jnp.int32, jnp.bool_, jnp.complex64])
+def test_non_float_parameters_raise_at_init_naming_the_leaf(dtype):
+  params = {"w": jnp.ones(3), "steps": jnp.ones(2, dtype)}
+  with pytest.raises(TypeError, match=r"\['steps'\].*(dtype|complex)"):
+    mdgeom.mirror_descent("2-norm", 0.1).init(params)
+
+
+@pytest.mark.parametrize("fn,message", [
+    (lambda w: -w**2 / 2, r"f''\(w\) = -1 < 0"),
+    (lambda w: w**4 / 4 - w**2 / 2, "not convex"),
+    (lambda w: jnp.log(jnp.cosh(w)), "bounded above"),
+    (lambda w: jnp.exp(w), "bounded below"),
+])
+def test_invalid_user_potential_raises_at_init(fn, message):
+  """Before: init passed and every step turned the weights into NaN (or a wrong value)."""
+  params = {"w": jnp.array([0.3, -0.2, 1.0])}
+  with pytest.raises(ValueError, match=message) as e:
+    mdgeom.mirror_descent(P.potential(fn, name="mine"), 0.1).init(params)
+  assert "'mine'" in str(e.value) and "['w']" in str(e.value)
+
+
+def bare_state(params):
+  """A state made without init, to reach `update` with what init would reject."""
+  return mdgeom.MirrorDescentState(count=jnp.zeros([], jnp.int32), momentum=None)
+
+
+LOGCOSH = P.potential(lambda w: jnp.log(jnp.cosh(w)), name="logcosh", mirror=jnp.tanh,
+                      hessian=lambda w: 1 / jnp.cosh(w) ** 2, inverse=jnp.arctanh)
+CONCAVE = P.potential(lambda w: -w**2 / 2, name="concave")
+
+
+@pytest.mark.parametrize("pot,lr,grad,params,message", [
+    ("2-norm", 0.1, [1.0, np.nan, 1.0], [1.0, 2.0, 3.0], "gradient there is nan"),
+    ("negative_entropy", 100.0, [-1.0, 1.0, 1.0], [1.0, 2.0, 3.0], "overflows float32"),
+    ("2-norm", optax.constant_schedule(np.nan), [1.0, 1.0, 1.0], [1.0, 2.0, 3.0],
+     "learning rate is nan"),
+    (LOGCOSH, 10.0, [1.0, 1.0, 1.0], [0.5, 0.2, 0.1], "outside the range of f'"),
+    (CONCAVE, 0.1, [1.0, 1.0, 1.0], [0.5, 0.2, 0.1], "not convex"),
+])
+def test_check_finite_names_the_cause(pot, lr, grad, params, message):
+  tx = mdgeom.mirror_descent(pot, lr, check_finite=True)
+  params = {"layer": jnp.asarray(params)}
+  grads = {"layer": jnp.asarray(grad)}
+  with pytest.raises(ValueError, match=message) as e:
+    tx.update(grads, bare_state(params), params)
+  assert "parameters at ['layer']" in str(e.value) and "step 0" in str(e.value)
+  # without the check the same step is silently non-finite (or, non-convex, silently wrong)
+  u, _ = mdgeom.mirror_descent(pot, lr).update(grads, bare_state(params), params)
+  if pot is not CONCAVE:
+    assert not np.all(np.isfinite(u["layer"]))
+
+
+def test_check_finite_under_jit_raises_through_the_callback():
+  tx = mdgeom.mirror_descent(LOGCOSH, 10.0, check_finite=True)
+  params = jnp.array([0.5, 0.2])
+  step = jax.jit(tx.update)
+  u, _ = step(jnp.array([0.01, 0.01]), bare_state(params), params)  # a fine step passes
+  assert np.all(np.isfinite(u))
+  with pytest.raises(Exception, match="outside the range of f'") as e:
+    jax.block_until_ready(step(jnp.array([1.0, 1.0]), bare_state(params), params))
+  assert isinstance(e.value, (RuntimeError, ValueError))
+
+
+def test_check_finite_does_not_change_valid_steps():
+  params, x, y = problem(7)
+  a = run(mdgeom.mirror_descent("hypentropy:0.5", 0.1, 0.9), params, x, y, 3)
+  b = run(mdgeom.mirror_descent("hypentropy:0.5", 0.1, 0.9, check_finite=True), params, x, y, 3)
+  jax.tree.map(np.testing.assert_array_equal, a[-1], b[-1])
+
+
+def test_gradient_tree_shape_and_dtype_mismatch_raise():
+  params = {"w": jnp.ones(3), "b": jnp.ones(1)}
+  tx = mdgeom.mirror_descent("2-norm", 0.1)
+  state = tx.init(params)
+  with pytest.raises(ValueError, match=r"shape mismatch: gradients at \['w'\] have shape \(3, 1\)"):
+    tx.update({"w": jnp.ones((3, 1)), "b": jnp.ones(1)}, state, params)  # would broadcast
+  with pytest.raises(ValueError, match="tree does not match"):
+    tx.update({"w": jnp.ones(3)}, state, params)
+  with pytest.raises(TypeError, match=r"gradients at \['b'\] has complex dtype"):
+    tx.update({"w": jnp.ones(3), "b": jnp.ones(1, jnp.complex64)}, state, params)
+
+
+def test_check_finite_helper_after_training():
+  params = {"w": jnp.array([1.0, 2.0]), "b": jnp.array([0.5])}
+  tx = mdgeom.mirror_descent("negative_entropy", 0.1, momentum=0.9)
+  state = tx.init(params)
+  mdgeom.optim.check_finite(params, state, potential="negative_entropy")  # all fine
+  bad_state = state._replace(momentum={"w": jnp.array([np.nan, 0.0]), "b": jnp.zeros(1)})
+  with pytest.raises(mdgeom.optim.NonFiniteError, match=r"opt_state.momentum\['w'\].*1 NaN"):
+    mdgeom.optim.check_finite(params, bad_state)
+  with pytest.raises(ValueError, match=r"params\['b'\] contain 0 NaN and 1 Inf"):
+    mdgeom.optim.check_finite({"w": params["w"], "b": jnp.array([np.inf])})
+  with pytest.raises(P.SignFlipError, match=r"params\['w'\] have 1 exact zeros"):
+    mdgeom.optim.check_finite({"w": jnp.array([0.0, 1.0])}, potential="negative_entropy")
+  with pytest.raises(TypeError, match="outside jax.jit"):
+    jax.jit(lambda p: mdgeom.optim.check_finite(p))(params)

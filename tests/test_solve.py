@@ -330,3 +330,50 @@ def test_network_invalid_inputs_raise():
 def model_params_with_zero_bias(params):
   return jax.tree_util.tree_map_with_path(
       lambda path, p: jnp.zeros_like(p) if "bias" in jax.tree_util.keystr(path) else p, params)
+
+
+# ----------------------------------------------------------------------------------------------
+# Bad inputs: errors that name the argument, never a silently wrong solution
+# ----------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fn", [S.min_bregman_solution, S.linearized_solution])
+@pytest.mark.parametrize("bad,what", [("X", "X"), ("y", "y"), ("w0", "initial weights w0")])
+def test_complex_inputs_raise_naming_the_argument(fn, bad, what):
+  """Before: the imaginary part was dropped with a ComplexWarning and a wrong w came back."""
+  X, y, w0 = problem(n=3, d=10)
+  args = {"X": X, "y": y, "w0": w0}
+  args[bad] = args[bad] + 0.5j
+  with pytest.raises(TypeError, match=f"{what} has complex dtype"):
+    fn("2-norm", **args)
+  with pytest.raises(TypeError, match=f"{what} has dtype <U"):
+    fn("2-norm", **{**args, bad: np.full(np.shape(args[bad]), "a")})
+
+
+def test_invalid_user_potential_and_options_raise():
+  """Before: NaN weights or a 'did not converge' RuntimeError that did not say why."""
+  X, y, w0 = problem(n=3, d=10)
+  concave = P.potential(lambda w: -w**2 / 2, name="concave")
+  logcosh = P.potential(lambda w: jnp.log(jnp.cosh(w)), name="logcosh")
+  for fn in (S.min_bregman_solution, S.linearized_solution):  # one test: shared compiled checks
+    with pytest.raises(ValueError, match=r"'concave' fails at initial weights w0\[0\].*not convex"):
+      fn(concave, X, y, w0)
+    with pytest.raises(ValueError, match="'logcosh' fails at initial weights w0.*bounded above"):
+      fn(logcosh, X, y, w0)
+    with pytest.raises(ValueError, match="tol must be positive and finite"):
+      fn("2-norm", X, y, w0, tol=float("nan"))
+    with pytest.raises(ValueError, match="X cannot be read as an array"):
+      fn("2-norm", [[1.0, 2.0], [3.0]], y, w0)
+
+
+def test_network_complex_inputs_raise():
+  apply, params, x = plain_case()
+  targets = np.zeros(4)
+  with pytest.raises(TypeError, match="targets has complex dtype"):
+    S.linearized_network_solution(apply, params, x, targets + 1j, "2-norm")
+  with pytest.raises(TypeError, match="inputs has complex dtype"):
+    S.linearized_network_solution(apply, params, x + 0j, targets, "2-norm")
+  with pytest.raises(TypeError, match=r"params0\['v'\] has complex dtype"):
+    S.linearized_network_solution(apply, {**params, "v": params["v"] + 0j}, x, targets, "2-norm")
+  with pytest.raises(ValueError, match="NaN"):
+    S.linearized_network_solution(apply, params, x, targets + np.nan, "2-norm")

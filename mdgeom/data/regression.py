@@ -57,6 +57,8 @@ import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
+from mdgeom import _checks
+
 Array = jax.Array
 CorrelationFn = Callable[[np.ndarray], np.ndarray]
 
@@ -85,7 +87,8 @@ def _count(n, what: str, minimum: int = 1) -> int:
 
 
 def _check_power_scale(power, scale) -> tuple[float, float]:
-  power, scale = float(power), float(scale)
+  power = _checks.real_scalar(power, "the correlation power c", finite=False)
+  scale = _checks.real_scalar(scale, "the correlation length scale", finite=False)
   if not (math.isfinite(power) and power > 0):
     raise ValueError(f"the correlation power c must be finite and > 0 (got {power}).")
   if not (math.isfinite(scale) and scale > 0):
@@ -218,11 +221,13 @@ def circulant_embedding(r, *, correlation: Optional[CorrelationFn] = None,
       39998 = 2 * 7 * 2857 for n = 2e4 runs about 4x slower than 40000).
 
   Raises:
+    TypeError: r is complex or not numbers.
     ValueError: r is not a finite 1-D sequence with r_0 > 0; `correlation` disagrees with r; no
       embedding is nonnegative definite and n > max_dense (the message gives the most negative
       eigenvalue); or the dense fallback finds that toeplitz(r) is not positive definite.
   """
-  r = np.asarray(r, dtype=np.float64)
+  # complex r would lose its imaginary part in the float64 cast, silently
+  r = _checks.as_real_array(r, "the correlation sequence r").astype(np.float64)
   if r.ndim != 1 or r.size < 1:
     raise ValueError(f"r must be a non-empty 1-D sequence r_0..r_(n-1) (got shape {r.shape}).")
   if not np.all(np.isfinite(r)):
@@ -340,7 +345,7 @@ def regression_inputs(key, num: int, dim: int, power: float, scale: float = 1.0,
 
   Mean 0, covariance T + (noise^2 / 3) I (1 + 1/12 on the diagonal for noise = 0.5).
   """
-  noise = float(noise)
+  noise = _checks.real_scalar(noise, "the uniform noise half-width", finite=False)
   if not (math.isfinite(noise) and noise >= 0):
     raise ValueError(f"the uniform noise half-width must be finite and >= 0 (got {noise}).")
   k_gauss, k_noise = jax.random.split(key)
