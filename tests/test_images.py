@@ -486,3 +486,58 @@ def test_preprocess_matches_torchvision(folder):
     ref_image, ref_label = ref_ds[k]
     assert labels[k] == ref_label
     np.testing.assert_allclose(images[k], ref_image.permute(1, 2, 0).numpy(), atol=1e-6, rtol=0)
+
+
+# ------------------------------------------------------------ corrupt files: errors that name them
+
+
+@pytest.mark.parametrize("damage, message", [
+    (lambda data: data[: len(data) // 2], "EOFError"),  # truncated download
+    (lambda data: b"", "empty"),
+    (lambda data: b"1,2,3\n" * 5, "BadGzipFile"),  # plain text with a .gz name
+])
+def test_mnist5k_corrupt_gzip_names_the_file(tmp_path, damage, message):
+  """Before: EOFError / BadGzipFile with no file name and no hint."""
+  path = tmp_path / "mnist_5k.csv.gz"
+  path.write_bytes(damage(I.mnist5k_path().read_bytes()))
+  with pytest.raises(ValueError, match=message) as e:
+    I.mnist5k(path)
+  assert str(path) in str(e.value)
+
+
+def test_corrupt_image_files_name_the_file(tmp_path):
+  good = jpeg_bytes(textured(np.random.default_rng(0), 40, 50))
+  for cls, name, data in (("a", "ok.jpg", good), ("a", "truncated.jpg", good[: len(good) // 2]),
+                          ("b", "notimage.png", b"<html>404</html>"), ("b", "empty.jpg", b"")):
+    (tmp_path / cls).mkdir(exist_ok=True)
+    (tmp_path / cls / name).write_bytes(data)
+  src = I.image_folder(tmp_path, image_size=32)
+  assert src.take([0])[0].shape == (1, 32, 32, 3)
+  for i, name in ((1, "truncated.jpg"), (2, "empty.jpg"), (3, "notimage.png")):
+    with pytest.raises(ValueError, match="cannot decode image file") as e:
+      src.take([i])
+    assert name in str(e.value) and f"item {i}" in str(e.value)
+    assert isinstance(e.value.__cause__, ValueError) and e.value.__cause__.__cause__ is not None
+  with pytest.raises(ValueError, match=r"cannot decode encoded image \(4 bytes\)"):
+    I.decode_image(b"GIF8")
+
+
+@pytest.mark.parametrize("damage, message", [
+    ("dataset_info.json", "is not valid JSON"),
+    ("features.json", "JSONDecodeError"),
+    ("shard", "RuntimeError"),
+])
+def test_imagenet_corrupt_tfds_folder_names_the_folder(fake_imagenet_dir, tmp_path, damage,
+                                                        message):
+  """Before: JSONDecodeError or ArrayRecord's RuntimeError, naming no file."""
+  shutil.copytree(fake_imagenet_dir / "imagenet2012", tmp_path / "imagenet2012")
+  version_dir = tmp_path / "imagenet2012" / "5.1.0"
+  if damage == "shard":
+    shard = next(version_dir.glob("*.array_record-*"))
+    shard.write_bytes(shard.read_bytes()[:70_000])  # a truncated copy
+  else:
+    (version_dir / damage).write_text("{not json")
+  with pytest.raises(ValueError, match=message) as e:
+    I.imagenet_validation(tmp_path).take([0, 1, 2, 3, 4, 5])
+  assert str(version_dir) in str(e.value) and "build the dataset again" in str(e.value)
+  assert e.value.__cause__ is not None

