@@ -290,7 +290,10 @@ def run(config, workdir: str, task_fn=classification) -> dict:
   (cross-entropy here; the SimSiam experiment passes its own)."""
   _validate(config)
   cfg = results.config_dict(config)
-  store = results.CellStore(workdir, {k: v for k, v in cfg.items() if k not in _SELECTORS})
+  store = results.CellStore(workdir, {
+      **{k: v for k, v in cfg.items() if k not in _SELECTORS},
+      "potential_code": results.potential_fingerprints(
+          list(config.hypothesized_potentials) + list(config.trained_potentials))})
   archs = list(config.architectures)
   trained_names = [potentials.get(p).name for p in config.trained_potentials]
   hyp = [potentials.get(h).name for h in config.hypothesized_potentials]

@@ -193,7 +193,8 @@ def _validate(config):
 def run(config, workdir: str) -> dict:
   _validate(config)
   cfg = results.config_dict(config)
-  store = results.CellStore(workdir, cfg)
+  store = results.CellStore(workdir, {
+      **cfg, "potential_code": results.potential_fingerprints(config.potentials)})
   pot_names = [potentials.get(p).name for p in config.potentials]
   groups = [(c, a, w) for c in config.corr_powers for a in config.n_d_exponents
             for w in config.widths]

@@ -124,7 +124,9 @@ def run(config, workdir: str) -> dict:
   """Runs every (initialisation, true potential) cell, skipping finished ones; writes results."""
   _validate(config)
   cfg = results.config_dict(config)
-  store = results.CellStore(workdir, cfg)
+  store = results.CellStore(workdir, {
+      **cfg, "potential_code": results.potential_fingerprints(
+          list(config.true_potentials) + list(config.hypothesized_potentials))})
   true_names = [potentials.get(n).name for n in config.true_potentials]
   hyp_names = [potentials.get(n).name for n in config.hypothesized_potentials]
   out = {"config": cfg, "true_potentials": true_names, "hypothesized_potentials": hyp_names}

@@ -67,6 +67,15 @@ def fingerprint(obj: Any) -> str:
   return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
+def potential_fingerprints(names) -> dict:
+  """{name: fingerprint of what the potential computes} (`mdgeom.potentials.fingerprint`), for a
+  cell store's fingerprint: a user's potential ("module:function") edited between two runs then
+  invalidates the cells computed with the old code, which its name alone would not."""
+  from mdgeom import potentials  # (results is imported by modules that potentials needs)
+
+  return {str(n): potentials.fingerprint(n) for n in names}
+
+
 class CellStore:
   """Finished cells of a sweep, one JSON file each, keyed by a name and a config fingerprint.
 

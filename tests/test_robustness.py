@@ -154,3 +154,28 @@ def test_command_line(tmp_path):
   bad = subprocess.run(cmd + ["--config.no_such_key=1"], cwd=ROOT, env=env, capture_output=True,
                        text=True, timeout=300)
   assert bad.returncode != 0 and "no_such_key" in bad.stderr
+
+
+def test_user_potential_in_the_config_and_cells_follow_its_code(tmp_path, monkeypatch):
+  """A config names a user's potential as 'module:function'; editing the function recomputes
+  the cells (the cell store is keyed by the potential's code, not its name)."""
+  pkg = tmp_path / "pkg"
+  pkg.mkdir()
+  (pkg / "userpot.py").write_text("def quartic(w):\n  return w**4 / 4 + w**2 / 2\n")
+  monkeypatch.syspath_prepend(str(pkg))
+  config = small_config(true_potentials=("2-norm",), num_seeds=2,
+                        hypothesized_potentials=("2-norm", "userpot:quartic"))
+  workdir = str(tmp_path / "run")
+  first = robustness.run(config, workdir)
+  assert "userpot:quartic" in first["hypothesized_potentials"]
+  again = robustness.run(config, workdir)
+  assert again["gaussian"]["delta_cdf"] == first["gaussian"]["delta_cdf"]
+  (pkg / "userpot.py").write_text("def quartic(w):\n  return w**4 / 4 + w**2\n")
+  import importlib
+  import sys as _sys
+  _sys.modules.pop("userpot", None)
+  importlib.invalidate_caches()
+  stored = {p: os.path.getmtime(p) for p in glob.glob(os.path.join(workdir, "cells", "*.json"))}
+  robustness.run(config, workdir)
+  changed = [p for p, t in stored.items() if os.path.getmtime(p) != t]
+  assert changed  # the cells were recomputed with the edited potential
