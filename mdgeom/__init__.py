@@ -15,6 +15,7 @@ from mdgeom import solve
 from mdgeom import synaptic
 from mdgeom import train
 from mdgeom.analysis import (
+    DegenerateChangeError,
     change_magnitude,
     delta_cdf,
     dual_change,
@@ -37,6 +38,7 @@ from mdgeom.potentials import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "DegenerateChangeError",
     "MirrorDescentState",
     "Potential",
     "SignFlipError",

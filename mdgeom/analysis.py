@@ -128,12 +128,41 @@ def wasserstein1_to_normal(z_sorted: np.ndarray) -> float:
   return float(g(z[0]) + np.sum(inner) + (g(z[-1]) - z[-1]))
 
 
+class DegenerateChangeError(ValueError):
+  """A change with zero spread: every value equal (up to rounding), so there is no shape to test.
+
+  What it means (docs/theory.md, "Degenerate changes"): a Gaussian of zero variance, e.g. a
+  uniform change in this geometry (AFTER = 1.2 x BEFORE under negative entropy). No Delta-CDF is
+  defined, so none is returned: dividing by a rounding-level standard deviation would give an
+  arbitrary number (about 5 on the paper's grid).
+  """
+
+
+DEGENERATE_ULPS = 64  # spread within this many rounding units of the largest |value|: constant
+
+
 def _check_sample(x, what: str = "sample") -> np.ndarray:
+  _checks.check_real(x, what)
   x = jnp.ravel(jnp.asarray(x))
   if x.size < 2:
     raise ValueError(f"Delta-CDF needs at least 2 values, got {x.size}.")
   _checks.check_finite(x, what)
+  eps = float(jnp.finfo(x.dtype).eps) if jnp.issubdtype(x.dtype, jnp.floating) else 0.0
+  _check_spread(np.asarray(x, np.float64), what, eps)
   return x
+
+
+def _check_spread(xn: np.ndarray, what: str, eps: float) -> None:
+  """Raises DegenerateChangeError when the values have no spread beyond rounding in their own
+  precision (a float32 constant computed from logs differs from itself by float32 rounding)."""
+  spread = float(np.max(xn) - np.min(xn)) if xn.size else 0.0
+  scale = float(np.max(np.abs(xn))) if xn.size else 0.0
+  if not spread > DEGENERATE_ULPS * eps * scale:
+    value = f"{xn.flat[0]:.6g}" if xn.size else "?"
+    raise DegenerateChangeError(
+        f"the {what} is constant ({xn.size} values equal to {value} up to rounding): a change "
+        "with zero spread has no shape to test. It is a Gaussian of zero variance, e.g. a "
+        "uniform change in this geometry; no Delta-CDF or normality test is defined for it.")
 
 
 def delta_cdf(x, method: str = "grid", *, center: bool = False) -> float:
@@ -243,6 +272,8 @@ def normality_tests(x, *, max_n: int = 5000, n_mc: int = 999, seed: int = 0) -> 
 
 
 def _as_pair(w0, w):
+  _checks.check_real(w0, "initial weights w0")
+  _checks.check_real(w, "final weights w")
   w0, w = jnp.asarray(w0), jnp.asarray(w)
   _checks.check_same_shape(w0, w, "w0", "w")
   _checks.check_finite(w0, "initial weights w0")
@@ -323,7 +354,13 @@ def change_magnitude(potential: PotentialLike, w0, w, *, allow_sign_flips: bool 
   w0, w = _as_pair(w0, w)
   if pot.sign_preserving and not allow_sign_flips and _checks.is_concrete(w):
     _check_signs(pot, w0, w)
-  return float(_change_magnitude_kernel(pot, jnp.ravel(w0), jnp.ravel(w), -1))
+  value = float(_change_magnitude_kernel(pot, jnp.ravel(w0), jnp.ravel(w), -1))
+  if not np.isfinite(value):
+    y0 = np.asarray(pot.mirror_map(jnp.ravel(w0)))
+    if not np.any(y0[np.isfinite(y0)] != 0):
+      raise ValueError(f"the dual weights grad psi(w0) of {pot.name} are all zero (w0 = 0 for a "
+                       "p-norm?): the change magnitude ||delta|| / ||grad psi(w0)|| is undefined.")
+  return value
 
 
 def dual_distance(potential: PotentialLike, w, w_ref, w0) -> np.ndarray:
@@ -358,6 +395,7 @@ class CandidateResult:
   n_sign_flips: int = 0
   n_zero_crossings: int = 0
   normality: dict | None = None
+  degenerate: bool = False
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -388,7 +426,8 @@ class Ranking:
   def table(self) -> str:
     lines = [f"{'potential':<20} {'Delta-CDF':>10} {'magnitude':>10}  note"]
     for r in self.results:
-      note = ("RULED OUT: " + r.reason) if r.ruled_out else ""
+      note = ("RULED OUT: " + r.reason) if r.ruled_out else (
+          "DEGENERATE: " + r.reason) if r.degenerate else ""
       lines.append(f"{r.name:<20} {r.delta_cdf:>10.4f} {r.magnitude:>10.4g}  {note}")
     lines.append(f"{self.n_weights} weights, {self.n_unchanged} unchanged "
                  f"({'excluded' if self.unchanged_excluded else 'included as exact zeros'})")
@@ -399,7 +438,15 @@ def exclude_paths(*patterns: str) -> Callable[[str, Any], bool]:
   """A leaf filter for `rank_potentials(where=...)` that drops leaves whose path matches any
   regular expression (case-insensitive), e.g. the paper's exclusion in one line:
   `exclude_paths("bias", "batchnorm|bn", "readout")`."""
-  compiled = [re.compile(p, re.IGNORECASE) for p in patterns]
+  compiled = []
+  for p in patterns:
+    if not isinstance(p, str):
+      raise TypeError(f"exclude_paths takes regular expressions as strings, got {p!r}.")
+    try:
+      compiled.append(re.compile(p, re.IGNORECASE))
+    except re.error as e:
+      raise ValueError(f"exclude_paths: {p!r} is not a valid regular expression ({e}); escape "
+                       "special characters, e.g. re.escape(name).") from None
 
   def keep(path: str, leaf) -> bool:
     return not any(c.search(path) for c in compiled)
@@ -420,6 +467,8 @@ def _select_leaves(w0, w, where):
     if where is not None and not where(name, x0):
       continue
     _checks.check_same_shape(x0, x1, f"w0{name}", f"w{name}")
+    _checks.check_real(x0, f"w0{name}")
+    _checks.check_real(x1, f"w{name}")
     names.append(name)
     shapes.append(tuple(int(k) for k in np.shape(x0)))
     a.append(jnp.ravel(jnp.asarray(x0)))
@@ -461,7 +510,18 @@ def _candidate_kernel(pot, w0, w, keep, return_change, center=False, unit_shapes
   den = jnp.sum(jnp.where(valid & jnp.isfinite(y0), y0, 0.0) ** 2)
   flips = jnp.sum(keep & changed & (jnp.sign(w0) * jnp.sign(w) < 0))
   zero = jnp.sum(keep & changed & ((w0 == 0) | (w == 0)))
-  stats_ = dict(below=below, n=n, s=s, magnitude=jnp.sqrt(num / den), flips=flips, zero=zero)
+  # degenerate: the change varies by no more than the rounding of the dual weights it is the
+  # difference of (a uniform change in this geometry)
+  y1 = pot.mirror_map(w)
+  size = jnp.max(jnp.where(valid, jnp.maximum(jnp.abs(y0), jnp.abs(y1)), 0.0))
+  spread = (jnp.max(jnp.where(valid_x, x, -jnp.inf)) - jnp.min(jnp.where(valid_x, x, jnp.inf)))
+  if unit_shapes is None:
+    degenerate = spread <= DEGENERATE_ULPS * jnp.finfo(d.dtype).eps * size
+  else:  # (unit-scaled values are relative: compare with their own size)
+    degenerate = spread <= DEGENERATE_ULPS * jnp.finfo(d.dtype).eps * jnp.max(
+        jnp.where(valid_x, jnp.abs(x), 0.0))
+  stats_ = dict(below=below, n=n, s=s, magnitude=jnp.sqrt(num / den), flips=flips, zero=zero,
+                degenerate=degenerate)
   return stats_, (jnp.where(valid_x, x, jnp.nan) if return_change else None)
 
 
@@ -498,6 +558,9 @@ def rank_potentials(
 
   A sign-preserving candidate (negative entropy) is ruled out when any weight changed sign or
   reached/left zero (with the counts); its signed Delta-CDF is still reported, as the paper does.
+  A candidate whose dual change is the same at every weight (up to the rounding of the dual
+  weights) is marked `degenerate`, with NaN for its Delta-CDF and listed first: a uniform change in
+  that geometry is a Gaussian of zero variance (docs/theory.md, "Degenerate changes").
   """
   if method not in ("grid", "exact"):
     raise ValueError(f"unknown Delta-CDF method {method!r}: use 'grid' or 'exact'.")
@@ -506,11 +569,18 @@ def rank_potentials(
   names, shapes, a, b = _select_leaves(w0, w, where)
   unit_shapes = shapes if scales == "units" else None
   a, b = _as_pair(a, b)
+  if a.size == 0:
+    raise ValueError("no weights to analyse: w0 and w are empty (or every selected leaf is).")
   changed = a != b
   n_unchanged = int(a.size - jnp.sum(changed))
   if n_unchanged == a.size:
     raise ValueError(f"none of the {a.size} selected weights changed: there is no dual change.")
   keep = changed if exclude_unchanged else jnp.ones(a.shape, bool)
+  n_keep = int(jnp.sum(keep))
+  if n_keep < 3:
+    raise ValueError(f"only {n_keep} weights to analyse ({n_unchanged} of {a.size} unchanged"
+                     f"{' and excluded' if exclude_unchanged else ''}): the Delta-CDF of a dual "
+                     "change needs at least 3.")
   pots = [potentials_lib.get(c) for c in (paper_candidates() if candidates is None else candidates)]
   if not pots:
     raise ValueError("no candidate potentials given.")
@@ -520,7 +590,8 @@ def rank_potentials(
     st, d = _candidate_kernel(pot, a, b, keep, need_change, bool(center), unit_shapes)
     flips, zero = int(st["flips"]), int(st["zero"])
     n = int(st["n"])
-    if n < 2 or not float(st["s"]) > 0:
+    degenerate = n >= 2 and bool(st["degenerate"])
+    if n < 2 or degenerate or not float(st["s"]) > 0:
       value = float("nan")
     elif method == "grid":
       value = float(_delta_cdf_from_counts(st["below"][None], st["n"][None])[0])
@@ -530,16 +601,21 @@ def rank_potentials(
       dn = dn - dn.mean() if center else dn
       value = wasserstein1_to_normal(np.sort(dn) / np.std(dn, ddof=1))
     res = CandidateResult(name=pot.name, delta_cdf=value, magnitude=float(st["magnitude"]),
-                          n_sign_flips=flips, n_zero_crossings=zero)
+                          n_sign_flips=flips, n_zero_crossings=zero, degenerate=degenerate)
     if pot.sign_preserving and (flips or zero):
       res.ruled_out = True
       res.reason = (f"{flips} weights changed sign and {zero} reached or left zero; "
                     f"{pot.name} never changes a weight's sign")
-    if normality and n >= 2:
+    elif degenerate:
+      res.reason = ("the dual change is the same at every weight (zero spread): a uniform change "
+                    "in this geometry, a Gaussian of zero variance; no Delta-CDF is defined")
+    if normality and n >= 2 and not degenerate:
       dn = np.asarray(d, np.float64)
       res.normality = normality_tests(dn[np.isfinite(dn)], seed=seed)
     results.append(res)
-  results.sort(key=lambda r: (r.ruled_out, np.isnan(r.delta_cdf), r.delta_cdf))
+  # degenerate candidates first (a zero-variance Gaussian fits exactly), ruled-out ones last
+  results.sort(key=lambda r: (r.ruled_out, not r.degenerate, np.isnan(r.delta_cdf),
+                              r.delta_cdf))
   return Ranking(results=results, n_weights=int(jnp.sum(keep)), n_unchanged=n_unchanged,
                  unchanged_excluded=exclude_unchanged, leaves=names, center=bool(center),
                  scales="units" if scales == "units" else "pooled")

@@ -98,7 +98,7 @@ def test_delta_cdf_batch_matches_rows():
 def test_delta_cdf_errors():
   with pytest.raises(ValueError, match="NaN"):
     A.delta_cdf(np.array([1.0, np.nan, 2.0]))
-  with pytest.raises(ValueError, match="not constant"):
+  with pytest.raises(A.DegenerateChangeError, match="constant"):
     A.delta_cdf(np.zeros(10))
   with pytest.raises(ValueError, match="at least 2"):
     A.delta_cdf(np.array([1.0]))
@@ -250,3 +250,33 @@ def test_dual_distance_formula():
                              rtol=1e-10)
   np.testing.assert_allclose(A.dual_distance("2-norm", w_ref, w_ref, w0), 0.0, atol=0)
   assert np.isnan(A.dual_distance("2-norm", np.full(50, np.nan), w_ref, w0))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_constant_changes_are_degenerate_never_a_number(dtype):
+  """A constant sample used to give 5.005 (its float32 spread is rounding); a uniform
+  multiplicative change under negative entropy used to rank NE last. Both are degenerate now."""
+  with pytest.raises(A.DegenerateChangeError, match="zero spread"):
+    A.delta_cdf(np.full(100, 0.3, dtype))
+  with pytest.raises(A.DegenerateChangeError):
+    A.delta_cdf(np.full(100, 0.3, dtype), center=True)
+  with pytest.raises(A.DegenerateChangeError):
+    mdgeom.normality_tests(np.full(50, -2.0, dtype))
+  w0 = np.exp(np.random.default_rng(0).normal(-2, 0.5, 500)).astype(dtype)
+  r = mdgeom.rank_potentials(w0, dtype(1.2) * w0, ["negative_entropy", "2-norm", "3-norm"])
+  assert r.best.name == "negative_entropy" and r.best.degenerate
+  assert np.isnan(r.best.delta_cdf) and "uniform change" in r.best.reason
+  assert not any(x.degenerate for x in r.results[1:])
+  assert "DEGENERATE" in r.table()
+
+
+def test_small_and_bad_inputs_raise_named_errors():
+  with pytest.raises(ValueError, match="only 1 weights to analyse"):
+    mdgeom.rank_potentials(np.array([0.1, 0.2, 0.3]), np.array([0.1, 0.2, 0.35]),
+                           exclude_unchanged=True)
+  with pytest.raises(ValueError, match="all zero"):
+    mdgeom.change_magnitude("2-norm", np.zeros(5), np.ones(5))
+  with pytest.raises(ValueError, match="not a valid regular expression"):
+    mdgeom.exclude_paths("(")
+  with pytest.raises(TypeError, match="complex"):
+    A.delta_cdf(np.arange(5) + 1j)
