@@ -42,7 +42,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-MIN_COUNT = 8   # valid synapses a unit needs for a scale of its own
+MIN_COUNT = 20  # valid synapses a unit needs for a scale of its own (fewer: too noisy an
+#                estimate; its error would itself make the normalised change a scale mixture)
 MAX_ITER = 100
 TOL = 1e-7      # relative change of the scales at which the alternation stops
 NOISE_FLOOR = 0.1  # noise-corrected mean squares are kept >= this fraction of the raw ones
@@ -190,21 +191,17 @@ def _dense_scales(d, valid, min_count, estimator="abs"):
   cnt_r, cnt_c = vf.sum(1), vf.sum(0)
   small_r, small_c = cnt_r < min_count, cnt_c < min_count
 
-  def row_rms(b):
-    s = (d2 / (b ** power)[None, :]).sum(1)
-    pooled = jnp.sum(jnp.where(small_r, s, 0.0)) / jnp.maximum(jnp.sum(jnp.where(small_r, cnt_r,
-                                                                                   0.0)), 1.0)
-    a = jnp.where(small_r, pooled, s / jnp.maximum(cnt_r, 1.0))
-    a = a ** (1.0 / power)
-    return jnp.where(a > 0, a, 1.0)
+  def unit_mean(other, axis, cnt, small):
+    # mean of |d|^power over each unit along `axis` (other units divided out); units with too
+    # few synapses share one pooled value
+    s = (d2 / jnp.expand_dims(other ** power, axis)).sum(1 - axis)
+    pooled = jnp.sum(jnp.where(small, s, 0.0)) / jnp.maximum(jnp.sum(jnp.where(small, cnt, 0.0)),
+                                                             1.0)
+    m = jnp.where(small, pooled, s / jnp.maximum(cnt, 1.0)) ** (1.0 / power)
+    return jnp.where(m > 0, m, 1.0)
 
-  def col_rms(a):
-    s = (d2 / (a ** power)[:, None]).sum(0)
-    pooled = jnp.sum(jnp.where(small_c, s, 0.0)) / jnp.maximum(jnp.sum(jnp.where(small_c, cnt_c,
-                                                                                   0.0)), 1.0)
-    b = jnp.where(small_c, pooled, s / jnp.maximum(cnt_c, 1.0))
-    b = b ** (1.0 / power)
-    return jnp.where(b > 0, b, 1.0)
+  row_rms = lambda b: unit_mean(b, 0, cnt_r, small_r)
+  col_rms = lambda a: unit_mean(a, 1, cnt_c, small_c)
 
   def body(c):
     a, b, _, it = c
