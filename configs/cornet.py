@@ -14,4 +14,4 @@ PAPER = {"cornet_s": ("cornet_s",), "cornet_rt": ("cornet_rt",),
 
 
 def get_config(variant: str = ""):
-  return finetune_default.variant(variant, PAPER, __name__)
+  return finetune_default.variant(variant, PAPER, __file__)

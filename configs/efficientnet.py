@@ -17,4 +17,4 @@ PAPER["imagenet"] = tuple(f"efficientnet_b{i}" for i in range(4))
 
 
 def get_config(variant: str = ""):
-  return finetune_default.variant(variant, PAPER, __name__)
+  return finetune_default.variant(variant, PAPER, __file__)

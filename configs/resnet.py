@@ -24,4 +24,4 @@ def get_config(variant: str = ""):
     return config
   if variant == "mlp":
     return config
-  return finetune_default.variant(variant, PAPER, __name__, extra=("mlp",))
+  return finetune_default.variant(variant, PAPER, __file__, extra=("mlp",))

@@ -44,4 +44,4 @@ def get_config(variant: str = ""):
     config.data.data_dir = "~/tensorflow_datasets"
     config.pretrain.epochs = 30
     return config
-  raise ValueError(f"unknown variant {variant!r} of rnn.py; known: '', 'mnist'.")
+  raise ValueError(f"unknown variant {variant!r} of configs/rnn.py; known: '', 'mnist'.")

@@ -28,4 +28,5 @@ def get_config(variant: str = "paper"):
   elif variant != "paper":
     raise ValueError(f"unknown variant {variant!r} of configs/robustness.py: use 'paper' or "
                      "'small'.")
+  config.lock()  # a key it does not have is an error, not a silently ignored knob
   return config

@@ -14,4 +14,4 @@ PAPER = {"shufflenet_v2_x0_5": ("shufflenet_v2_x0_5",),
 
 
 def get_config(variant: str = ""):
-  return finetune_default.variant(variant, PAPER, __name__)
+  return finetune_default.variant(variant, PAPER, __file__)

@@ -26,10 +26,12 @@ from configs import finetune_default
 def get_config(variant: str = ""):
   config = finetune_default.get_config()
   config.architectures = ("simsiam_small",)
-  config.augment = ml_collections.ConfigDict()
-  config.augment.crop_scale = (0.5, 1.0)  # a digit keeps its identity in half its area
-  config.augment.flip = True
-  config.augment.noise_std = 0.2          # in units of the normalised pixels
+  with config.unlocked():  # the shared defaults are locked; SimSiam adds its augmentations
+    config.augment = ml_collections.ConfigDict()
+    config.augment.crop_scale = (0.5, 1.0)  # a digit keeps its identity in half its area
+    config.augment.flip = True
+    config.augment.noise_std = 0.2          # in units of the normalised pixels
+  config.lock()
   # Self-supervised: no accuracy to check or to extend the search for; 50 epochs as the paper.
   config.pretrain.epochs = 10
   config.pretrain.learning_rate = 0.05
@@ -49,4 +51,4 @@ def get_config(variant: str = ""):
     config.augment.noise_std = 0.0
     config.train.batch_size = 128           # the paper's SSL finetuning batch
     return config
-  raise ValueError(f"unknown variant {variant!r} of simsiam.py; known: '', 'imagenet'.")
+  raise ValueError(f"unknown variant {variant!r} of configs/simsiam.py; known: '', 'imagenet'.")

@@ -10,8 +10,11 @@ import ml_collections
 
 def get_config(variant: str = "paper"):
   config = ml_collections.ConfigDict()
-  # MICrONS L2/3 v185 table (Zenodo 3710459); relative to the repository root.
-  config.data_path = "../shared/data/microns_l23_v185/soma_subgraph_synapses_spines_v185.csv"
+  # MICrONS L2/3 v185 table, not part of the repository: download it from Zenodo record 3710459
+  # (https://zenodo.org/records/3710459) into data/ (ignored by git), or pass
+  # --config.data_path=/path/to/soma_subgraph_synapses_spines_v185.csv. Relative to the working
+  # directory (the repository root in the README's commands).
+  config.data_path = "data/microns_l23_v185/soma_subgraph_synapses_spines_v185.csv"
   config.column = "spine_vol_um3"   # spine head volume, um^3 (see the data README)
   config.expected_rows = 1961
   config.seed = 0                   # seeds every optimiser start
@@ -31,4 +34,5 @@ def get_config(variant: str = "paper"):
   elif variant != "paper":
     raise ValueError(f"unknown variant {variant!r} of configs/synaptic.py: use 'paper' or "
                      "'quick'.")
+  config.lock()  # a key it does not have is an error, not a silently ignored knob
   return config

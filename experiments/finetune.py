@@ -24,16 +24,22 @@ Writes workdir/results.json:
      "per_layer": {arch: {trained: [per seed {leaf: {"n", "delta_cdf", "delta_cdf_centered",
      "delta_cdf_units", "kurtosis", "kurtosis_units"}}]}} (the trained potential's change),
      "train_accuracy": {arch: {trained: [per seed]}},
-     "final_loss": {same}, "learning_rate": {arch: {trained: value}},
+     "final_loss": {same}, "loss_history": {same, per seed the mean training loss of each
+     epoch}, "learning_rate": {arch: {trained: value}},
+     "learning_rate_at_grid_edge": {arch: {trained: "lower" | "upper" | null}},
      "epochs": {arch: {trained: value}}, "search": {arch: {trained: table}},
      "pretrain": {arch: {...}}}
-Weights: workdir/weights/<arch>/initial.msgpack and <trained>/seed<k>.msgpack (flax
-serialization of the variables). Every search and seed is a cell stored as it finishes
-(workdir/cells/) and skipped on rerun; a killed seed resumes from its orbax checkpoint.
+Weights: workdir/weights/<arch>/initial.msgpack (with initial.json: the fingerprint of those
+variables) and <trained>/seed<k>.msgpack (flax serialization of the variables). Every search and
+seed is a cell stored as it finishes (workdir/cells/) and skipped on rerun; a killed seed resumes
+from its orbax checkpoint. Cells are keyed by the config and by the fingerprint of the pretrained
+variables, so a workdir reused after the pretrained network changed recomputes them and rewrites
+initial.msgpack.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 import shutil
 import time
@@ -43,6 +49,7 @@ import numpy as np
 from absl import logging
 from flax import serialization
 
+from configs import finetune_default
 from experiments import _cli
 from mdgeom import analysis, models, potentials, results, train
 from mdgeom.data import images
@@ -53,23 +60,94 @@ from mdgeom.models import torch_import
 _SELECTORS = ("architectures", "trained_potentials", "seeds", "progress")
 
 
-def _validate(config) -> None:
+def _validate(config, reference=None) -> None:
+  """Everything the run needs before its first cell: the config's keys, types and values against
+  `reference` (the defaults of configs/finetune_default.py, or the family's config), the
+  architectures built with their model_kwargs, the potentials, and the files to import."""
+  if reference is None:
+    reference = finetune_default.get_config()
+  _cli.check_config(config, reference, free=("model_kwargs",))
   known = set(models.names())
   for arch in config.architectures:
     if arch not in known:
-      raise ValueError(f"unknown architecture {arch!r}; known: {', '.join(sorted(known))}.")
-  for name in list(config.trained_potentials) + list(config.hypothesized_potentials):
-    potentials.get(name)
+      raise _cli.ConfigError(f"unknown architecture {arch!r} in config.architectures; known: "
+                             f"{', '.join(sorted(known))}.")
+    try:
+      models.get(arch, num_classes=config.data.num_classes, **_model_kwargs(config))
+    except TypeError as e:  # an argument the builder does not take
+      raise _cli.ConfigError(f"config.model_kwargs {_model_kwargs(config)} do not fit {arch!r}: "
+                             f"{e}") from None
+  _cli.check_potentials(config, "trained_potentials", "hypothesized_potentials")
   if config.data.source not in ("mnist5k", "mnist_tfds", "imagenet", "image_folder"):
-    raise ValueError(f"unknown data.source {config.data.source!r}: use 'mnist5k', "
-                     "'mnist_tfds', 'imagenet' or 'image_folder'.")
+    raise _cli.ConfigError(f"unknown config.data.source {config.data.source!r}: use 'mnist5k', "
+                           "'mnist_tfds', 'imagenet' or 'image_folder'.")
   if config.analysis.method not in ("grid", "exact"):
-    raise ValueError(f"analysis.method must be 'grid' or 'exact', got {config.analysis.method!r}.")
+    raise _cli.ConfigError(f"config.analysis.method must be 'grid' or 'exact', got "
+                           f"{config.analysis.method!r}.")
   if not len(config.seeds):
-    raise ValueError("config.seeds is empty.")
+    raise _cli.ConfigError("config.seeds is empty.")
   if config.search.seed in list(config.seeds):
-    raise ValueError(f"search.seed {config.search.seed} is also a finetuning seed: the "
-                     "learning rate is chosen on a held-out subset.")
+    raise _cli.ConfigError(f"config.search.seed {config.search.seed} is also a finetuning seed: "
+                           "the learning rate is chosen on a held-out subset.")
+  for i, lr in enumerate(config.search.learning_rates):
+    if not lr > 0:
+      raise _cli.ConfigError(f"config.search.learning_rates[{i}] must be > 0, got {lr!r}.")
+  for key in ("search.epochs", "train.batch_size", "pretrain.epochs", "pretrain.batch_size",
+              "data.num_classes"):
+    group, name = key.split(".")
+    if config[group][name] < 1:
+      raise _cli.ConfigError(f"config.{key} must be at least 1, got {config[group][name]!r}.")
+  for key in ("search.extra_epochs", "search.max_extensions", "data.n_data"):
+    group, name = key.split(".")
+    if config[group][name] < 0:
+      raise _cli.ConfigError(f"config.{key} must be >= 0, got {config[group][name]!r}.")
+  _cli.finite_positive(config, "pretrain.learning_rate")
+  if config.train.precision not in ("float32", "bfloat16"):
+    raise _cli.ConfigError(f"config.train.precision must be 'float32' or 'bfloat16', got "
+                           f"{config.train.precision!r}.")
+  if config.data.source in ("imagenet", "image_folder"):
+    if not config.data.data_dir or not os.path.isdir(os.path.expanduser(config.data.data_dir)):
+      raise FileNotFoundError(f"config.data.data_dir = {config.data.data_dir!r} is not a folder: "
+                              f"point it at the {config.data.source} data.")
+    for arch in config.architectures:  # imported, never downloaded: every file before any work
+      path = _checkpoint_path(config, arch)
+      if not os.path.exists(path):
+        raise FileNotFoundError(
+            f"no pretrained weights for {arch} at {path}: put them there (e.g. saved from "
+            "torchvision with torch.save(model.state_dict(), path)) or set "
+            "--config.pretrain.checkpoint_dir / checkpoint_pattern.")
+
+
+def _model_kwargs(config) -> dict:
+  kw = config.get("model_kwargs") or {}
+  return dict(kw.to_dict() if hasattr(kw, "to_dict") else kw)
+
+
+def _checkpoint_path(config, arch: str) -> str:
+  pc = config.pretrain
+  return os.path.expanduser(os.path.join(pc.checkpoint_dir, pc.checkpoint_pattern.format(
+      arch=arch)))
+
+
+def variables_fingerprint(variables) -> str:
+  """A hash of the variables' values, structure and dtypes (their flax serialization)."""
+  return hashlib.sha256(serialization.to_bytes(jax.device_get(variables))).hexdigest()[:16]
+
+
+def _save_initial(workdir: str, arch: str, variables, fp: str) -> None:
+  """weights/<arch>/initial.msgpack, rewritten whenever the pretrained variables changed (their
+  fingerprint is kept beside it, in initial.json): the saved initial weights are always the ones
+  the cells were finetuned from."""
+  path = os.path.join(workdir, "weights", arch, "initial.msgpack")
+  meta = os.path.join(workdir, "weights", arch, "initial.json")
+  if os.path.exists(path) and os.path.exists(meta):
+    try:
+      if results.read_json(meta).get("fingerprint") == fp:
+        return
+    except (results.ResultFileError, OSError, AttributeError):
+      pass  # unreadable: rewrite both
+  save_variables(path, variables)
+  results.write_json_atomic(meta, {"fingerprint": fp})
 
 
 def _write_bytes_atomic(path: str, data: bytes) -> None:
@@ -128,26 +206,38 @@ def classification(model, config, stage: str) -> train.Task:
   return train.classification_task(model)
 
 
-def _pretrained(config, model, source, workdir, task):
+def _pretrained(config, model, source, workdir, task, task_id: str = "classification"):
   """Initial variables: pretrained in this command on the MNIST pretraining set (cached), or
-  imported from the user's checkpoint file."""
+  imported from the user's checkpoint file.
+
+  The cache is keyed by everything that determines the pretrained network: the architecture and
+  its arguments (num_classes, model_kwargs) and variable shapes, the pretraining and data
+  settings, the precision, and the task (`task_id`, and the augmentations of a SimSiam config)."""
   pc = config.pretrain
   folder = os.path.join(workdir, "pretrained")
   variables = model.init(jax.random.key(pc.seed))
   if source.pretrain is None:
-    path = os.path.expanduser(os.path.join(pc.checkpoint_dir, pc.checkpoint_pattern.format(
-        arch=model.name)))
+    path = _checkpoint_path(config, model.name)
     hint = (f"Put the ImageNet weights of {model.name} ({model.reference}) there, e.g. saved "
             "from torchvision with torch.save(model.state_dict(), path), or set "
             "--config.pretrain.checkpoint_dir / checkpoint_pattern.")
     variables = torch_import.load_pretrained(model, variables, path, how_to_get=hint)
     return variables, {"checkpoint": path}
-  fp = results.fingerprint({"arch": model.name, "pretrain": results.config_dict(pc),
-                            "data": results.config_dict(config.data)})
+  fp = results.fingerprint({
+      "arch": model.name, "num_classes": model.num_classes,
+      "model_kwargs": _model_kwargs(config),
+      "shapes": jax.tree.map(lambda x: [list(np.shape(x)), str(np.asarray(x).dtype)], variables),
+      "pretrain": results.config_dict(pc), "data": results.config_dict(config.data),
+      "precision": config.train.precision, "task": task_id,
+      "augment": results.config_dict(config.augment) if "augment" in config else None})
   vpath, jpath = (os.path.join(folder, f"{model.name}.{e}") for e in ("msgpack", "json"))
   if os.path.exists(vpath) and os.path.exists(jpath):
-    info = results.read_json(jpath)
-    if info.get("fingerprint") == fp:
+    try:
+      info = results.read_json(jpath)
+    except results.ResultFileError as e:  # e.g. truncated by a killed run: pretrain again
+      logging.warning("%s", e)
+      info = {}
+    if isinstance(info, dict) and info.get("fingerprint") == fp:
       logging.info("%s: pretrained network loaded from %s", model.name, vpath)
       return load_variables(vpath, variables), info["value"]
   t0 = time.time()
@@ -205,7 +295,7 @@ def search_cell(config, task, variables, source, n, arch, trained) -> dict:
   print(f"{arch} / {trained}: learning-rate search on {n} images", flush=True)
   r = train.search_learning_rate(one, list(s.learning_rates), s.epochs, s.extra_epochs,
                                  s.max_extensions, s.target_accuracy)
-  return r._asdict()
+  return r._asdict()  # (with "at_grid_edge" and each candidate's "loss_history")
 
 
 def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epochs, seed,
@@ -233,6 +323,7 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
           "reason": {h: by_name[h].reason for h in hyp},
           "n_sign_flips": {h: by_name[h].n_sign_flips for h in hyp},
           "train_accuracy": r.train_accuracy, "final_loss": r.final_loss,
+          "loss_history": r.loss_history,  # mean training loss per epoch
           "n_weights": ranking.n_weights, "n_unchanged": ranking.n_unchanged,
           "subset": idx, "seconds": time.time() - t0}
   cell.update(extra_analysis(config, model, variables["params"], r.variables["params"], trained))
@@ -283,56 +374,73 @@ def _complete(config, model, store, key, cell, variables, workdir, arch, trained
   return cell
 
 
-def run(config, workdir: str, task_fn=classification) -> dict:
+def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
   """Runs every (architecture, trained potential, seed) cell, skipping finished ones.
 
   `task_fn(model, config, stage) -> train.Task` gives the loss of pretraining and finetuning
-  (cross-entropy here; the SimSiam experiment passes its own)."""
-  _validate(config)
-  cfg = results.config_dict(config)
-  store = results.CellStore(workdir, {
-      **{k: v for k, v in cfg.items() if k not in _SELECTORS},
-      "potential_code": results.potential_fingerprints(
-          list(config.hypothesized_potentials) + list(config.trained_potentials))})
+  (cross-entropy here; the SimSiam experiment passes its own). `reference`: the config whose keys
+  and types `config` is checked against (default: configs/finetune_default.py's)."""
+  _validate(config, reference)
+  source = _Source(config, None)  # (reads the data now: a missing file fails before any work)
   archs = list(config.architectures)
+  sizes = {}
+  for arch in archs:  # N for every architecture from the variables' shapes, before any work
+    model = models.get(arch, num_classes=config.data.num_classes, **_model_kwargs(config))
+    d = model.count_analysed(jax.eval_shape(model.init, jax.random.key(0)))
+    n = images.num_finetune_images(d) if config.data.n_data <= 0 else int(config.data.n_data)
+    if n > source.pool_size:
+      raise _cli.ConfigError(f"{arch}: N = {n} finetuning images (D = {d}) but the pool has only "
+                             f"{source.pool_size}; use a smaller network, a larger pool or "
+                             "config.data.n_data.")
+    sizes[arch] = d, n
+  results.prepare_workdir(workdir)
+  cfg = results.config_dict(config)
+  base = {**{k: v for k, v in cfg.items() if k not in _SELECTORS},
+          "potential_code": results.potential_fingerprints(
+              list(config.hypothesized_potentials) + list(config.trained_potentials))}
+  task_id = f"{getattr(task_fn, '__module__', '')}.{getattr(task_fn, '__qualname__', task_fn)}"
   trained_names = [potentials.get(p).name for p in config.trained_potentials]
   hyp = [potentials.get(h).name for h in config.hypothesized_potentials]
   seeds = [int(s) for s in config.seeds]
   out = {"config": cfg, "architectures": archs, "trained_potentials": trained_names,
          "hypothesized_potentials": hyp, "n_weights": {}, "n_data": {}, "delta_cdf": {},
          "magnitude": {}, "ruled_out": {}, "n_sign_flips": {}, "train_accuracy": {},
-         "final_loss": {}, "learning_rate": {}, "epochs": {}, "search": {}, "pretrain": {},
+         "final_loss": {}, "loss_history": {}, "learning_rate": {},
+         "learning_rate_at_grid_edge": {}, "epochs": {}, "search": {}, "pretrain": {},
          "delta_cdf_centered": {}, "delta_cdf_units": {}, "per_layer": {}}
   start = time.time()
   for arch in archs:
-    model = models.get(arch, num_classes=config.data.num_classes,
-                       **dict(config.get("model_kwargs", {})))
+    model = models.get(arch, num_classes=config.data.num_classes, **_model_kwargs(config))
     task = task_fn(model, config, "finetune")
-    source = _Source(config, model)
     variables, info = _pretrained(config, model, source, workdir,
-                                  task_fn(model, config, "pretrain"))
+                                  task_fn(model, config, "pretrain"), task_id)
     out["pretrain"][arch] = info
-    d = model.count_analysed(variables)
-    n = images.num_finetune_images(d) if config.data.n_data <= 0 else int(config.data.n_data)
-    if n > source.pool_size:
-      raise ValueError(f"{arch}: N = {n} finetuning images (D = {d}) but the pool has only "
-                       f"{source.pool_size}; use a smaller network or a larger pool.")
+    d, n = sizes[arch]
     out["n_weights"][arch], out["n_data"][arch] = d, n
-    init_path = os.path.join(workdir, "weights", arch, "initial.msgpack")
-    if not os.path.exists(init_path):
-      save_variables(init_path, variables)
+    init_fp = variables_fingerprint(variables)
+    _save_initial(workdir, arch, variables, init_fp)
+    # The cells of an architecture belong to its pretrained variables: another network (a
+    # changed checkpoint file or model) recomputes them instead of mixing two networks.
+    store = results.CellStore(workdir, {**base, "initial_variables": init_fp})
     for key in ("delta_cdf", "magnitude", "ruled_out", "n_sign_flips", "delta_cdf_centered",
                 "delta_cdf_units"):
       out[key][arch] = {t: {h: [] for h in hyp} for t in trained_names}
-    for key in ("train_accuracy", "final_loss", "search", "per_layer"):
+    for key in ("train_accuracy", "final_loss", "loss_history", "search", "per_layer"):
       out[key][arch] = {t: [] for t in trained_names}
     for trained in trained_names:
-      s, _ = store.get_or_compute(
+      s, searched_before = store.get_or_compute(
           f"{arch}__{trained}__search",
           lambda: search_cell(config, task, variables, source, n, arch, trained))
       out["learning_rate"].setdefault(arch, {})[trained] = s["learning_rate"]
       out["epochs"].setdefault(arch, {})[trained] = s["epochs"]
       out["search"][arch][trained] = s
+      edge = train.grid_edge(s["learning_rate"], config.search.learning_rates)
+      out["learning_rate_at_grid_edge"].setdefault(arch, {})[trained] = edge
+      if edge and searched_before:  # (a fresh search has just said so itself)
+        logging.warning("%s / %s: the chosen learning rate %.0e is the %s end of the search grid "
+                        "%s; the best rate may lie beyond it (config.search.learning_rates)",
+                        arch, trained, s["learning_rate"], edge,
+                        [float(v) for v in config.search.learning_rates])
       if not s["reached_target"] and s["train_accuracy"] is not None:  # (None: no accuracy)
         logging.warning("%s / %s: the search did not reach %.0f%% training accuracy (%.1f%% "
                         "after %d epochs)", arch, trained, config.search.target_accuracy,
@@ -356,6 +464,7 @@ def run(config, workdir: str, task_fn=classification) -> dict:
         out["per_layer"][arch][trained].append(c["per_layer"])
         out["train_accuracy"][arch][trained].append(c["train_accuracy"])
         out["final_loss"][arch][trained].append(c["final_loss"])
+        out["loss_history"][arch][trained].append(c.get("loss_history"))  # (None: older cell)
   out["wall_time_s"] = time.time() - start
   results.write_json_atomic(os.path.join(workdir, "results.json"), out)
   return results.to_jsonable(out)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from configs import rnn as rnn_config
 from experiments import _cli
 from experiments import finetune
 from mdgeom import potentials
@@ -26,7 +27,8 @@ from mdgeom import potentials
 
 def run(config, workdir: str) -> dict:
   """Runs every (hidden size, trained potential, seed) cell (finished ones are skipped)."""
-  return finetune.run(config, workdir, task_fn=finetune.classification)
+  return finetune.run(config, workdir, task_fn=finetune.classification,
+                      reference=rnn_config.get_config())
 
 
 def sign_flip_lines(res: dict) -> list[str]:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from configs import simsiam as simsiam_config
 from experiments import _cli
 from experiments import finetune
 from mdgeom import potentials, train
@@ -35,7 +36,8 @@ def simsiam_task(model, config, stage: str) -> train.Task:
 
 def run(config, workdir: str) -> dict:
   """Runs every (architecture, trained potential, seed) cell (finished ones are skipped)."""
-  return finetune.run(config, workdir, task_fn=simsiam_task)
+  return finetune.run(config, workdir, task_fn=simsiam_task,
+                      reference=simsiam_config.get_config())
 
 
 def _mean(xs):

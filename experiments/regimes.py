@@ -114,6 +114,7 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from configs import regimes as regimes_config
 from experiments import _cli
 from mdgeom import analysis, potentials, results, solve, synthetic
 
@@ -281,32 +282,35 @@ def run_cell(config, init: str, potential: str, n: int) -> dict:
 
 
 def _validate(config) -> None:
+  """Everything the run needs, before any cell: keys, types, finite values, non-empty lists."""
+  _cli.check_config(config, regimes_config.get_config(), where=" of configs/regimes.py")
   for kind in config.init_kinds:
     if kind not in INIT_KINDS:
-      raise ValueError(f"unknown init kind {kind!r}; known: {INIT_KINDS}.")
+      raise _cli.ConfigError(f"unknown init kind {kind!r} in config.init_kinds; known: "
+                             f"{INIT_KINDS}.")
   if not config.init_kinds or not config.potentials:
-    raise ValueError("init_kinds and potentials must not be empty.")
-  for name in config.potentials:
-    potentials.get(name)  # raises with the list of known names
+    raise _cli.ConfigError("config.init_kinds and config.potentials must not be empty.")
+  _cli.check_potentials(config, "potentials")
   scales = np.asarray(config.init_scales, np.float64)
   if scales.ndim != 1 or scales.size == 0 or not np.all(np.isfinite(scales) & (scales > 0)):
-    raise ValueError(f"init_scales must be a non-empty list of finite c > 0, got "
-                     f"{tuple(config.init_scales)}.")
+    raise _cli.ConfigError(f"config.init_scales must be a non-empty list of finite c > 0, got "
+                           f"{tuple(config.init_scales)}.")
   if int(config.dim) != config.dim or config.dim < 4:
-    raise ValueError(f"dim must be an integer >= 4, got {config.dim!r}.")
+    raise _cli.ConfigError(f"config.dim must be an integer >= 4, got {config.dim!r}.")
   for a in config.data_exponents:
     if not 0 < a < 1:
-      raise ValueError(f"data exponents must lie in (0, 1) (N = D^a < D), got {a}.")
+      raise _cli.ConfigError(f"config.data_exponents must lie in (0, 1) (N = D^a < D), got {a}.")
   for a, n in zip(config.data_exponents, num_data(config)):
     if not 1 <= n <= config.dim - 2:
-      raise ValueError(f"data exponent {a} gives N = {n} data points for D = {config.dim}: need "
-                       f"1 <= N <= D - 2 (the prediction uses 1 / (D - N - 1)).")
-  if int(config.num_seeds) != config.num_seeds or config.num_seeds < 1:
-    raise ValueError(f"num_seeds must be a positive integer, got {config.num_seeds!r}.")
-  if int(config.max_iter) != config.max_iter or config.max_iter < 1:
-    raise ValueError(f"max_iter must be a positive integer, got {config.max_iter!r}.")
-  if config.curve_points < 2:
-    raise ValueError(f"curve_points must be at least 2, got {config.curve_points}.")
+      raise _cli.ConfigError(
+          f"config.data_exponents: {a} gives N = {n} data points for D = {config.dim}: need "
+          f"1 <= N <= D - 2 (the prediction uses 1 / (D - N - 1)).")
+  for key, low in (("num_seeds", 1), ("max_iter", 1), ("curve_points", 2)):
+    if int(config[key]) != config[key] or config[key] < low:
+      raise _cli.ConfigError(f"config.{key} must be an integer >= {low}, got {config[key]!r}.")
+  if not config.eager_below_cost >= 0:
+    raise _cli.ConfigError(f"config.eager_below_cost must be >= 0, got "
+                           f"{config.eager_below_cost!r}.")
 
 
 def _nan(x) -> np.ndarray:
@@ -328,6 +332,7 @@ def _median_converged(mag, converged) -> np.ndarray:
 def run(config, workdir: str) -> dict:
   """Runs every (init kind, potential, N) cell, skipping finished ones; writes results.json."""
   _validate(config)
+  results.prepare_workdir(workdir)
   cfg = results.config_dict(config)
   store = results.CellStore(workdir, cfg)
   names = [potentials.get(n).name for n in config.potentials]

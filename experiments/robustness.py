@@ -28,9 +28,9 @@ import numpy as np
 from absl import logging
 from tqdm import tqdm
 
+from configs import robustness as robustness_config
 from experiments import _cli
 from mdgeom import analysis, potentials, results, synthetic
-
 
 
 def _split_pnorms(names):
@@ -109,20 +109,29 @@ def run_cell(config, init, true_name, init_index, true_index) -> dict:
 
 
 def _validate(config) -> None:
+  """Everything the run needs, before any cell: keys, types, finite values, non-empty lists."""
+  _cli.check_config(config, robustness_config.get_config(), where=" of configs/robustness.py")
   for init in config.initializations:
     if init not in synthetic.INITIALIZATIONS:
-      raise ValueError(f"unknown initialization {init!r}; known: {synthetic.INITIALIZATIONS}.")
-  for name in list(config.true_potentials) + list(config.hypothesized_potentials):
-    potentials.get(name)  # raises with the list of known names
+      raise _cli.ConfigError(f"unknown initialization {init!r} in config.initializations; "
+                             f"known: {synthetic.INITIALIZATIONS}.")
+  _cli.check_potentials(config, "true_potentials", "hypothesized_potentials")
   if config.delta_cdf_method not in ("grid", "exact"):
-    raise ValueError(f"delta_cdf_method must be 'grid' or 'exact', got {config.delta_cdf_method!r}")
-  if config.num_seeds < 2 or config.num_weights < 2:
-    raise ValueError("num_seeds and num_weights must be at least 2.")
+    raise _cli.ConfigError(f"config.delta_cdf_method must be 'grid' or 'exact', got "
+                           f"{config.delta_cdf_method!r}.")
+  for key in ("num_seeds", "num_weights"):
+    if config[key] < 2:
+      raise _cli.ConfigError(f"config.{key} must be at least 2, got {config[key]!r}.")
+  if config.width < 1:
+    raise _cli.ConfigError(f"config.width must be a positive integer, got {config.width!r}.")
+  # (a zero scale gives no change at all: every Delta-CDF would be undefined)
+  _cli.finite_positive(config, "change_scale")
 
 
 def run(config, workdir: str) -> dict:
   """Runs every (initialisation, true potential) cell, skipping finished ones; writes results."""
   _validate(config)
+  results.prepare_workdir(workdir)
   cfg = results.config_dict(config)
   store = results.CellStore(workdir, {
       **cfg, "potential_code": results.potential_fingerprints(

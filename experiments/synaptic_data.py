@@ -10,7 +10,11 @@ x = log w. Every model: w = (f')^{-1}(f'(w0) + xi), xi ~ N(0, s^2) (see mdgeom.s
   likelihood (L-BFGS-B, seeded starts) of the exact renormalised density.
 - a single log-normal (no learning needed) as the baseline every model is compared with.
 
-    python -m experiments.synaptic_data --config=configs/synaptic.py --workdir=runs/synaptic
+    python -m experiments.synaptic_data --config=configs/synaptic.py --workdir=runs/synaptic \
+        --config.data_path=/path/to/soma_subgraph_synapses_spines_v185.csv
+
+The table is not part of the repository: download it from Zenodo record 3710459 into
+data/microns_l23_v185/ (the default path) or pass its path with --config.data_path.
 
 Writes workdir/results.json: {"config", "n_synapses", "log_volume": {mean, std},
 "models": {"negative_entropy", "3-norm", "2-norm", "lognormal_baseline"}, "euclidean_constants",
@@ -25,8 +29,10 @@ import time
 
 import numpy as np
 
+from configs import synaptic as synaptic_config
 from experiments import _cli
 from mdgeom import results, synaptic
+
 
 def _conclusion(models, ne_sigma, config) -> tuple[dict, str]:
   base = models["lognormal_baseline"]["loglik_per_synapse"]
@@ -59,9 +65,32 @@ def _conclusion(models, ne_sigma, config) -> tuple[dict, str]:
   return fits, "\n".join(lines)
 
 
+def _validate(config) -> None:
+  """The config and the data file, before any fit: the table is not in the repository, so its
+  absence is one line saying where to get it."""
+  _cli.check_config(config, synaptic_config.get_config(), allow_empty=("euclidean_constants",),
+                    where=" of configs/synaptic.py")
+  for key in ("em_starts", "pnorm_starts", "n_bins"):
+    if config[key] < 1:
+      raise _cli.ConfigError(f"config.{key} must be at least 1, got {config[key]!r}.")
+  _cli.finite_positive(config, "constant")
+  for i, c in enumerate(config.euclidean_constants):
+    if not c > 0:
+      raise _cli.ConfigError(f"config.euclidean_constants[{i}] must be > 0, got {c!r}.")
+  if not 0 < config.fit_ks_alpha < 1:
+    raise _cli.ConfigError(f"config.fit_ks_alpha must lie in (0, 1), got {config.fit_ks_alpha!r}.")
+  path = os.path.expanduser(config.data_path)
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"no spine-volume table at {config.data_path!r} (config.data_path). "
+                            f"{synaptic.DOWNLOAD_HINT}")
+
+
 def run(config, workdir: str) -> dict:
+  _validate(config)
+  results.prepare_workdir(workdir)
   start = time.time()
-  volumes = synaptic.load_spine_volumes(config.data_path, config.column, config.expected_rows)
+  volumes = synaptic.load_spine_volumes(os.path.expanduser(config.data_path), config.column,
+                                       config.expected_rows)
   x = np.log(volumes)
   pn = dict(n_starts=config.pnorm_starts, seed=config.seed, n_bins=config.n_bins)
   models = {"negative_entropy": synaptic.ne_model(x, n_starts=config.em_starts,

@@ -2,18 +2,29 @@
 
 Every experiment writes `workdir/results.json` = {"config": {...}, ...} with the config (and so
 the seeds) that produced it. Sweeps store each finished cell in `workdir/cells/<key>.json`
-together with a fingerprint of the config that produced it, and skip cells already done.
+together with a fingerprint of the config that produced it, and skip cells already done; a cell
+file that cannot be read (truncated, corrupt) counts as not done and is recomputed. Files are
+written with the mode a plain `open()` gives (0o666 less the umask), so collaborators sharing a
+cluster's group can read the results.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import tempfile
 from typing import Any, Callable, Optional
 
 import numpy as np
+
+_log = logging.getLogger(__name__)
+
+
+class ResultFileError(ValueError):
+  """A result or cell file that exists but cannot be read as JSON (truncated, corrupt, not
+  text). The message names the file; the parser's error is chained as __cause__."""
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -33,13 +44,62 @@ def to_jsonable(obj: Any) -> Any:
   return obj
 
 
+def _umask() -> int:
+  """The process umask, read without changing it where the system says it (Linux), else by
+  setting and restoring it."""
+  try:
+    with open("/proc/self/status") as f:
+      for line in f:
+        if line.startswith("Umask:"):
+          return int(line.split()[1], 8)
+  except (OSError, ValueError, IndexError):
+    pass
+  mask = os.umask(0o022)
+  os.umask(mask)
+  return mask
+
+
+def file_mode() -> int:
+  """The mode of a new file made by `open(path, "w")`: 0o666 less the umask (0o644 with the
+  usual umask 022). mkstemp's 0o600 would hide results from the rest of a shared group."""
+  return 0o666 & ~_umask()
+
+
+def prepare_workdir(workdir) -> str:
+  """Creates `workdir` (and its parents) and checks that results can be written there; raises
+  NotADirectoryError (it, or a parent, is a file), PermissionError, or TypeError (not a path)
+  naming the folder, before an experiment does any work."""
+  if not isinstance(workdir, (str, os.PathLike)) or not str(workdir).strip():
+    raise TypeError(f"workdir must be a folder path, got {workdir!r}.")
+  workdir = os.fspath(workdir)
+  path = os.path.abspath(workdir)
+  probe = path
+  while probe and not os.path.exists(probe):  # the nearest existing ancestor
+    parent = os.path.dirname(probe)
+    if parent == probe:
+      break
+    probe = parent
+  if os.path.exists(probe) and not os.path.isdir(probe):
+    what = "is a file" if probe == path else f"is under {probe!r}, which is a file"
+    raise NotADirectoryError(f"workdir {workdir!r} {what}: results need a folder; choose "
+                             "another --workdir.")
+  try:
+    os.makedirs(path, exist_ok=True)
+  except OSError as e:
+    raise type(e)(e.errno, f"cannot create workdir {workdir!r}: {e.strerror}") from None
+  if not os.access(path, os.W_OK | os.X_OK):
+    raise PermissionError(f"workdir {workdir!r} is not writable: choose another --workdir.")
+  return path
+
+
 def write_json_atomic(path: str, obj: Any) -> None:
   """Writes JSON to a temporary file in the same folder, then renames it over `path`, so a
-  reader (or a killed run) never sees a half-written file."""
+  reader (or a killed run) never sees a half-written file. The file gets `file_mode()`."""
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
   fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
   try:
+    os.fchmod(fd, file_mode())
     with os.fdopen(fd, "w") as f:
       json.dump(to_jsonable(obj), f, indent=1, allow_nan=False)
       f.flush()
@@ -52,8 +112,13 @@ def write_json_atomic(path: str, obj: Any) -> None:
 
 
 def read_json(path: str) -> Any:
-  with open(path) as f:
-    return json.load(f)
+  """The JSON data in `path`; ResultFileError naming the file if it is not valid JSON text."""
+  try:
+    with open(path, encoding="utf-8") as f:
+      return json.load(f)
+  except (json.JSONDecodeError, UnicodeDecodeError) as e:
+    raise ResultFileError(f"{path} is not a valid JSON file ({e}); it may be truncated by a "
+                          "killed run or a full disk: delete it (a cell is then recomputed).") from e
 
 
 def config_dict(config) -> dict:
@@ -84,6 +149,8 @@ class CellStore:
   """
 
   def __init__(self, workdir: str, fingerprint_data: Any):
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+      raise NotADirectoryError(f"workdir {workdir!r} is a file: results need a folder.")
     self.folder = os.path.join(workdir, "cells")
     self.fingerprint = fingerprint(fingerprint_data)
 
@@ -92,10 +159,19 @@ class CellStore:
     return os.path.join(self.folder, f"{safe}.json")
 
   def get(self, key: str) -> Optional[Any]:
+    """The stored value, or None when the cell is missing, was produced by another config, or
+    cannot be read (a truncated or corrupt file is recomputed, with a warning naming it)."""
     p = self.path(key)
     if not os.path.exists(p):
       return None
-    stored = read_json(p)
+    try:
+      stored = read_json(p)
+    except (ResultFileError, OSError) as e:
+      _log.warning("cell %s cannot be read and is recomputed: %s", p, e)
+      return None
+    if not isinstance(stored, dict) or "value" not in stored:
+      _log.warning("cell %s is not a cell file (no 'value') and is recomputed", p)
+      return None
     if stored.get("fingerprint") != self.fingerprint:
       return None  # produced by a different config: recompute
     return stored["value"]

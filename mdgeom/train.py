@@ -15,13 +15,15 @@ T_max = epochs, as in the paper's code): eta_e = eta (1 + cos(pi e / E)) / 2 in 
   `checkpoint_dir` resumes from the last one and ends with the same weights, because batch order
   and dropout keys are functions of (seed, epoch, step) only.
 - `search_learning_rate`: the paper's grid search (lowest final loss) with epoch extension until
-  the training accuracy reaches the target.
+  the training accuracy reaches the target; a choice at either end of the grid is flagged
+  (`at_grid_edge`, and a logged warning), since the best rate may then lie outside it.
 
 A task is a loss over a batch (`Task`); `classification_task(model)` is cross-entropy.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import time
@@ -35,6 +37,8 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mdgeom import potentials as potentials_lib
 from mdgeom.optim import mirror_descent
+
+_log = logging.getLogger(__name__)
 
 
 class Task(NamedTuple):
@@ -407,7 +411,21 @@ class SearchResult(NamedTuple):
   reached_target: bool
   final_loss: float
   train_accuracy: float
-  table: list  # [{"epochs", "learning_rate", "final_loss", "train_accuracy"}]
+  table: list  # [{"epochs", "learning_rate", "final_loss", "train_accuracy", "loss_history"}]
+  at_grid_edge: str | None = None  # "lower" / "upper": the choice is the grid's end value
+
+
+def grid_edge(value: float, grid: Sequence[float]) -> str | None:
+  """"lower" or "upper" when `value` is the smallest or largest of a grid of at least two
+  distinct values (the search could not look beyond it), else None."""
+  g = [float(v) for v in grid]
+  if len(set(g)) < 2:
+    return None
+  if float(value) == max(g):
+    return "upper"
+  if float(value) == min(g):
+    return "lower"
+  return None
 
 
 def paper_learning_rates(num: int = 5, low: float = 1e-5, high: float = 1e-1) -> np.ndarray:
@@ -430,8 +448,11 @@ def search_learning_rate(train_fn: Callable[[float, int], FitResult],
     n_epochs = epochs + ext * extra_epochs
     res = [train_fn(float(lr), n_epochs) for lr in learning_rates]
     for lr, r in zip(learning_rates, res):
+      history = getattr(r, "loss_history", None)
       table.append({"epochs": n_epochs, "learning_rate": float(lr), "final_loss": r.final_loss,
-                    "train_accuracy": r.train_accuracy})
+                    "train_accuracy": r.train_accuracy,
+                    "loss_history": None if history is None else
+                    [float(v) for v in np.asarray(history, float).ravel()]})
     losses = np.array([r.final_loss for r in res], float)
     if np.all(np.isnan(losses)):
       raise FloatingPointError(f"every learning rate diverged at {n_epochs} epochs: "
@@ -441,12 +462,20 @@ def search_learning_rate(train_fn: Callable[[float, int], FitResult],
     log(f"  {n_epochs} epochs: best lr {learning_rates[best]:.1e}, final loss "
         f"{losses[best]:.3g}, train accuracy {acc:.1f}%")
     if acc >= target_accuracy:
-      return SearchResult(float(learning_rates[best]), n_epochs, True, float(losses[best]), acc,
-                          table)
-  return SearchResult(float(learning_rates[best]), n_epochs, False, float(losses[best]), acc,
-                      table)
+      return _searched(learning_rates, best, n_epochs, True, losses, acc, table)
+  return _searched(learning_rates, best, n_epochs, False, losses, acc, table)
+
+
+def _searched(learning_rates, best, n_epochs, reached, losses, acc, table) -> SearchResult:
+  lr = float(learning_rates[best])
+  edge = grid_edge(lr, learning_rates)
+  if edge is not None:
+    _log.warning("learning-rate search: the chosen rate %.1e is the %s end of the grid %s; the "
+                 "best rate may lie beyond it (extend the grid)", lr, edge,
+                 [float(v) for v in learning_rates])
+  return SearchResult(lr, n_epochs, reached, float(losses[best]), acc, table, edge)
 
 
 __all__ = ["FitResult", "SearchResult", "Task", "classification_task", "cosine_epoch_lr",
-           "epoch_permutation", "evaluate", "fit", "make_mesh", "paper_learning_rates",
+           "epoch_permutation", "evaluate", "fit", "grid_edge", "make_mesh", "paper_learning_rates",
            "search_learning_rate"]

@@ -10,9 +10,10 @@ import pytest
 
 from configs import finetune_default, resnet
 from experiments import finetune
-from mdgeom import analysis, models, results
+from mdgeom import analysis, models, results, train
 
 HYP = ("negative_entropy", "2-norm", "3-norm")
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def tiny_config():
@@ -56,6 +57,16 @@ def test_results_layout(tiny_run):
     assert res["learning_rate"]["mlp"][t] in (0.01, 0.1)
     assert res["epochs"]["mlp"][t] in (2, 3)
   assert res["pretrain"]["mlp"]["pool_accuracy"] >= 50.0
+  for t in res["trained_potentials"]:
+    # training curves: the mean loss of each epoch, per seed, ending at the final loss
+    curves = res["loss_history"]["mlp"][t]
+    assert [len(c) for c in curves] == [res["epochs"]["mlp"][t]] * 2
+    assert curves[1][-1] == pytest.approx(res["final_loss"]["mlp"][t][1])
+    assert all(len(row["loss_history"]) == row["epochs"] for row in res["search"]["mlp"][t]["table"])
+    # the grid (0.01, 0.1) has only ends: whichever rate is chosen, the run says so
+    edge = "upper" if res["learning_rate"]["mlp"][t] == 0.1 else "lower"
+    assert res["learning_rate_at_grid_edge"]["mlp"][t] == edge
+    assert res["search"]["mlp"][t]["at_grid_edge"] == edge
   table = finetune.summary(res)
   assert "NE" in table and "trained" in table
 
@@ -95,6 +106,67 @@ def test_rerun_skips_finished_cells_and_new_seed_runs_alone(tiny_run, tmp_path, 
   assert [a[-2] for a in calls] == [2, 2]  # seed 2, once per trained potential
   assert more["delta_cdf"]["mlp"]["2-norm"]["2-norm"][:2] == res["delta_cdf"]["mlp"]["2-norm"][
       "2-norm"]
+
+
+def _tiny_fast(**model_kwargs):
+  c = tiny_config()
+  c.model_kwargs = model_kwargs
+  c.trained_potentials = ("2-norm",)
+  c.hypothesized_potentials = ("2-norm", "3-norm")
+  c.seeds = (0,)
+  c.pretrain.epochs = 1
+  c.pretrain.min_pool_accuracy = 0.0
+  c.search.learning_rates = (0.1,)
+  c.search.epochs = 1
+  c.search.max_extensions = 0
+  return c
+
+
+def test_reused_workdir_follows_the_pretrained_network(tmp_path, monkeypatch):
+  """A workdir reused after the pretrained network changed: initial.msgpack is rewritten (it
+  used to keep the first run's weights) and the old network's cells are recomputed; the
+  pretrained cache is keyed by model_kwargs (it used to load the old network, then fail on
+  shapes)."""
+  wd = str(tmp_path)
+  init = os.path.join(wd, "weights", "mlp", "initial.msgpack")
+  cached = os.path.join(wd, "pretrained", "mlp.msgpack")
+  c = _tiny_fast(hidden=(16,))
+  first = finetune.run(c, wd)
+  model = models.get("mlp", hidden=(16,))
+  pretrained = finetune.load_variables(cached, model.init(jax.random.key(0)))
+  # The cached network changes under the same config (as a replaced checkpoint file would).
+  changed = jax.tree.map(lambda x: x * 1.1, pretrained)
+  finetune.save_variables(cached, changed)
+  calls = []
+  real = finetune.seed_cell
+  monkeypatch.setattr(finetune, "seed_cell", lambda *a, **k: calls.append(a) or real(*a, **k))
+  second = finetune.run(c, wd)
+  assert len(calls) == 1  # the cell of the old network is not reused
+  assert second["delta_cdf"] != first["delta_cdf"]
+  with open(init, "rb") as a, open(cached, "rb") as b:
+    assert a.read() == b.read()  # the saved initial weights are the ones finetuned
+  assert results.read_json(init[:-len("msgpack")] + "json")["fingerprint"] == (
+      finetune.variables_fingerprint(changed))
+  # Other model_kwargs: another network, pretrained anew instead of loaded from the cache.
+  c.model_kwargs = {"hidden": (24,)}
+  wide = models.get("mlp", hidden=(24,))
+  source = finetune._Source(c, wide)
+  variables, _ = finetune._pretrained(c, wide, source, wd, train.classification_task(wide))
+  assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape,
+                                                           wide.init(jax.random.key(0)))
+
+
+def test_configs_are_locked_and_name_their_file():
+  """A typo is an error, not a knob that silently changes nothing; the family configs' unknown
+  variant names their file even when loaded by --config (module "config_config")."""
+  from ml_collections.config_flags import config_flags as cf
+  c = resnet.get_config()
+  with pytest.raises(AttributeError, match="seed"):
+    c.seed = 3  # (the key is "seeds")
+  for family in ("resnet", "shufflenet", "efficientnet", "cornet", "rnn", "simsiam"):
+    with pytest.raises(ValueError, match=rf"unknown variant 'banana' of configs/{family}\.py") as e:
+      cf.ConfigFileFlagParser("config").parse(os.path.join(ROOT, "configs", f"{family}.py:banana"))
+    assert "config_config" not in str(e.value).splitlines()[-1]
 
 
 def test_bad_configs_have_clear_errors(tmp_path):

@@ -221,7 +221,22 @@ def test_bad_config_errors(tmp_path):
     regimes.run(small_config(num_seeds=0), str(tmp_path))
   with pytest.raises(ValueError, match="variant"):
     regimes_config.get_config("huge")
+  with pytest.raises(ValueError, match=r"config\.potentials"):
+    regimes.run(small_config(potentials=()), str(tmp_path))
+  with pytest.raises(ValueError, match=r"config\.data_exponents is empty"):
+    regimes.run(small_config(data_exponents=()), str(tmp_path))
+  with pytest.raises(ValueError, match=r"config\.eager_below_cost = nan is not finite"):
+    regimes.run(small_config(eager_below_cost=float("nan")), str(tmp_path))
+  config = small_config()
+  with config.unlocked():
+    config.num_seed = 2  # a typo: used to be ignored
+  with pytest.raises(ValueError, match="unknown config key 'num_seed'.*'num_seeds'"):
+    regimes.run(config, str(tmp_path))
   assert not os.listdir(tmp_path)  # nothing is written before the config is checked
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  with pytest.raises(NotADirectoryError, match="afile"):
+    regimes.run(small_config(), str(afile))
 
 
 def test_figure(small_run, tmp_path):

@@ -2,6 +2,7 @@
 
 import glob
 import os
+import re
 import subprocess
 import sys
 
@@ -131,6 +132,50 @@ def test_bad_config_errors(tmp_path):
     robustness.run(small_config(hypothesized_potentials=("1-norm",)), str(tmp_path))
   with pytest.raises(ValueError, match="variant"):
     robustness_config.get_config("huge")
+
+
+def test_bad_values_are_refused_before_any_work(tmp_path):
+  """NaN knobs (change_scale=nan used to crash after all the work), empty lists (used to write an
+  empty results.json), typos (used to be ignored) and a file as workdir (used to fail after the
+  first cell)."""
+  workdir = tmp_path / "run"
+  for overrides, named in ((dict(change_scale=float("nan")), "config.change_scale"),
+                           (dict(change_scale=float("inf")), "config.change_scale"),
+                           (dict(true_potentials=()), "config.true_potentials"),
+                           (dict(hypothesized_potentials=()), "config.hypothesized_potentials"),
+                           (dict(initializations=()), "config.initializations")):
+    with pytest.raises(ValueError, match=re.escape(named)):
+      robustness.run(small_config(**overrides), str(workdir))
+  config = small_config()
+  with pytest.raises(AttributeError, match="num_seeds"):
+    config.num_seed = 3  # the configs are locked: a typo is an error where it is made
+  with config.unlocked():
+    config.num_seed = 3
+  with pytest.raises(ValueError, match="unknown config key 'num_seed'.*did you mean 'num_seeds'"):
+    robustness.run(config, str(workdir))
+  assert not workdir.exists()
+  afile = tmp_path / "afile"
+  afile.write_text("")
+  with pytest.raises(NotADirectoryError, match="afile"):
+    robustness.run(small_config(), str(afile))
+
+
+def test_truncated_cell_is_recomputed_with_a_warning(tmp_path, caplog):
+  config = small_config(num_seeds=2, initializations=("gaussian",), true_potentials=("2-norm",))
+  workdir = str(tmp_path)
+  first = robustness.run(config, workdir)
+  (cell,) = glob.glob(os.path.join(workdir, "cells", "*.json"))
+  with open(cell, "r+") as f:
+    f.truncate(os.path.getsize(cell) // 2)  # a killed write or a full disk
+  with caplog.at_level("WARNING"):
+    again = robustness.run(config, workdir)
+  assert again["gaussian"]["delta_cdf"] == first["gaussian"]["delta_cdf"]
+  assert any(cell in m for m in caplog.messages)
+  assert results.read_json(cell)["value"]["delta_cdf"]  # rewritten whole
+  with open(cell, "w") as f:
+    f.write("{")
+  with pytest.raises(results.ResultFileError, match=re.escape(cell)):
+    results.read_json(cell)
 
 
 def test_figure(small_run, tmp_path):

@@ -206,6 +206,43 @@ def test_search_learning_rate_picks_lowest_loss_and_extends_epochs():
     train.search_learning_rate(fake, [1e-1], log=lambda *a: None)
 
 
+def test_search_flags_a_choice_at_the_grid_edge(caplog):
+  """A rate chosen at an end of the grid may not be the best one: the result and the log say
+  so; an interior choice is not flagged."""
+  grid = [1e-3, 1e-2, 1e-1]
+
+  def fake_with(losses):
+    def fake(lr, epochs):
+      loss = losses[grid.index(lr)]
+      return train.FitResult(None, loss, 100.0, lr, epochs, np.linspace(2.0, loss, epochs), 0.0)
+    return fake
+
+  with caplog.at_level("WARNING", logger="mdgeom.train"):
+    r = train.search_learning_rate(fake_with([0.5, 0.2, 0.1]), grid, epochs=3, log=lambda *a: None)
+  assert r.learning_rate == 1e-1 and r.at_grid_edge == "upper"
+  assert r._asdict()["at_grid_edge"] == "upper"  # (what the finetuning cells store)
+  assert any("upper end of the grid" in m for m in caplog.messages)
+  # every candidate keeps its training curve: the mean loss of each epoch
+  assert [len(row["loss_history"]) for row in r.table] == [3, 3, 3]
+  assert r.table[2]["loss_history"][-1] == pytest.approx(0.1)
+  caplog.clear()
+  with caplog.at_level("WARNING", logger="mdgeom.train"):
+    r = train.search_learning_rate(fake_with([0.5, 0.1, 0.2]), grid, epochs=3, log=lambda *a: None)
+  assert r.learning_rate == 1e-2 and r.at_grid_edge is None and not caplog.messages
+  r = train.search_learning_rate(fake_with([0.1, 0.2, 0.3]), grid, epochs=3, log=lambda *a: None)
+  assert r.at_grid_edge == "lower"
+  assert train.grid_edge(0.1, [0.1]) is None  # a one-value "grid" is no search
+  assert train.grid_edge(0.1, (0.1, 0.01)) == "upper"  # order does not matter
+
+
+def test_fit_returns_the_training_curve():
+  m, v, task = _mlp()
+  r = train.fit(task, v, _data(64), potential="2-norm", learning_rate=0.05, epochs=3,
+                batch_size=32, progress=False)
+  assert r.loss_history.shape == (3,) and np.all(np.isfinite(r.loss_history))
+  assert r.loss_history[-1] == pytest.approx(r.final_loss)
+
+
 def test_paper_learning_rates():
   np.testing.assert_allclose(train.paper_learning_rates(), [1e-5, 1e-4, 1e-3, 1e-2, 1e-1])
 

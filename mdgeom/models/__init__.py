@@ -138,4 +138,9 @@ def _load_all():
 # Files of the zoo; each registers its builders on import.
 _MODULES = ("small", "resnet", "shufflenet", "efficientnet", "cornet", "rnn", "simsiam")
 
-__all__ = ["Model", "analysed", "count_analysed", "count_params", "get", "names", "register"]
+# Imported here so that `mdgeom.models.torch_import.load_pretrained` works after a plain
+# `import mdgeom` (it needs numpy and jax only; torch is imported when a .pth file is read).
+from mdgeom.models import torch_import
+
+__all__ = ["Model", "analysed", "count_analysed", "count_params", "get", "names", "register",
+           "torch_import"]
