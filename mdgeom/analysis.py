@@ -436,8 +436,10 @@ class Ranking:
 
 def exclude_paths(*patterns: str) -> Callable[[str, Any], bool]:
   """A leaf filter for `rank_potentials(where=...)` that drops leaves whose path matches any
-  regular expression (case-insensitive), e.g. the paper's exclusion in one line:
-  `exclude_paths("bias", "batchnorm|bn", "readout")`."""
+  regular expression (case-insensitive), e.g. the paper's exclusion (biases, batch-norm
+  parameters, the readout) for the zoo's ResNets, whose batch-norm parameters are the leaves named
+  "scale" and "bias": `exclude_paths("bias", "scale", "readout")`. For zoo models
+  `where=model.analysed` is that filter, written once per model."""
   compiled = []
   for p in patterns:
     if not isinstance(p, str):
