@@ -23,7 +23,9 @@ Writes workdir/results.json:
      one after per-unit scales (mdgeom.scales),
      "per_layer": {arch: {trained: [per seed {leaf: {"n", "delta_cdf", "delta_cdf_centered",
      "delta_cdf_units", "kurtosis", "kurtosis_units"}}]}} (the trained potential's change),
-     "train_accuracy": {arch: {trained: [per seed]}},
+     "train_accuracy": {arch: {trained: [per seed]}}, "seed_epochs": {same: epochs per seed,
+     after the extensions}, "below_target": {arch: {trained: seeds below the target accuracy}},
+     "phase_seconds": {arch: {"pretrain", "search", "finetune", "analysis"}},
      "final_loss": {same}, "loss_history": {same, per seed the mean training loss of each
      epoch}, "learning_rate": {arch: {trained: value}},
      "learning_rate_at_grid_edge": {arch: {trained: "lower" | "upper" | null}},
@@ -293,9 +295,11 @@ def search_cell(config, task, variables, source, n, arch, trained) -> dict:
                 desc=f"{arch} {potentials.short_label(trained)} search lr={lr:.0e} x{epochs}")
 
   print(f"{arch} / {trained}: learning-rate search on {n} images", flush=True)
+  t0 = time.time()
   r = train.search_learning_rate(one, list(s.learning_rates), s.epochs, s.extra_epochs,
                                  s.max_extensions, s.target_accuracy)
-  return r._asdict()  # (with "at_grid_edge" and each candidate's "loss_history")
+  # (with "at_grid_edge" and each candidate's "loss_history")
+  return {**r._asdict(), "seconds": time.time() - t0}
 
 
 def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epochs, seed,
@@ -306,8 +310,20 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
   data = source.take(idx)
   label = potentials.short_label(trained)
   ckpt = os.path.join(workdir, "checkpoints", arch, trained, f"seed{seed}")
-  r = _fit(config, task, variables, data, trained, lr, epochs, seed, ckpt=ckpt,
-           desc=f"{arch} {label} seed {seed}")
+  s = config.search
+  # The paper's protocol for every run: extend by extra_epochs (from the pretrained network, with
+  # the longer cosine schedule) until the training accuracy reaches the target, at most
+  # max_extensions times; a seed that still falls short is reported and counted.
+  for ext in range(s.max_extensions + 1 if s.extend_seeds else 1):
+    n_epochs = epochs + ext * s.extra_epochs
+    r = _fit(config, task, variables, data, trained, lr, n_epochs, seed,
+             ckpt=os.path.join(ckpt, f"x{n_epochs}"), desc=f"{arch} {label} seed {seed}")
+    if not (r.train_accuracy < s.target_accuracy):  # (NaN: no accuracy, e.g. SimSiam)
+      break
+    if ext < s.max_extensions and s.extend_seeds:
+      print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train after {n_epochs} "
+            f"epochs, below {s.target_accuracy:g}%: {s.extra_epochs} more", flush=True)
+  train_seconds = time.time() - t0
   save_variables(os.path.join(workdir, "weights", arch, trained, f"seed{seed}.msgpack"),
                  r.variables)
   ranking = analysis.rank_potentials(
@@ -325,8 +341,13 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
           "train_accuracy": r.train_accuracy, "final_loss": r.final_loss,
           "loss_history": r.loss_history,  # mean training loss per epoch
           "n_weights": ranking.n_weights, "n_unchanged": ranking.n_unchanged,
-          "subset": idx, "seconds": time.time() - t0}
+          "epochs": int(r.epochs), "reached_target": (None if np.isnan(r.train_accuracy) else
+                                                     bool(r.train_accuracy >= s.target_accuracy)),
+          "subset": idx}
   cell.update(extra_analysis(config, model, variables["params"], r.variables["params"], trained))
+  cell["train_seconds"] = train_seconds
+  cell["seconds"] = time.time() - t0
+  cell["analysis_seconds"] = cell["seconds"] - train_seconds
   best = ranking.best.name
   print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train, best "
         f"{potentials.short_label(best)} (Delta-CDF " +
@@ -407,7 +428,8 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
          "magnitude": {}, "ruled_out": {}, "n_sign_flips": {}, "train_accuracy": {},
          "final_loss": {}, "loss_history": {}, "learning_rate": {},
          "learning_rate_at_grid_edge": {}, "epochs": {}, "search": {}, "pretrain": {},
-         "delta_cdf_centered": {}, "delta_cdf_units": {}, "per_layer": {}}
+         "delta_cdf_centered": {}, "delta_cdf_units": {}, "per_layer": {},
+         "seed_epochs": {}, "below_target": {}, "phase_seconds": {}}
   start = time.time()
   for arch in archs:
     model = models.get(arch, num_classes=config.data.num_classes, **_model_kwargs(config))
@@ -425,12 +447,18 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
     for key in ("delta_cdf", "magnitude", "ruled_out", "n_sign_flips", "delta_cdf_centered",
                 "delta_cdf_units"):
       out[key][arch] = {t: {h: [] for h in hyp} for t in trained_names}
-    for key in ("train_accuracy", "final_loss", "loss_history", "search", "per_layer"):
+    for key in ("train_accuracy", "final_loss", "loss_history", "search", "per_layer",
+                "seed_epochs"):
       out[key][arch] = {t: [] for t in trained_names}
+    out["below_target"][arch] = {}
+    # where the time went (cells done by an earlier run count their time as it was then)
+    phases = out["phase_seconds"][arch] = {"pretrain": float(info.get("seconds", 0.0)),
+                                           "search": 0.0, "finetune": 0.0, "analysis": 0.0}
     for trained in trained_names:
       s, searched_before = store.get_or_compute(
           f"{arch}__{trained}__search",
           lambda: search_cell(config, task, variables, source, n, arch, trained))
+      phases["search"] += float(s.get("seconds") or 0.0)
       out["learning_rate"].setdefault(arch, {})[trained] = s["learning_rate"]
       out["epochs"].setdefault(arch, {})[trained] = s["epochs"]
       out["search"][arch][trained] = s
@@ -462,9 +490,19 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
           out["ruled_out"][arch][trained][h].append(c["ruled_out"][h])
           out["n_sign_flips"][arch][trained][h].append(c.get("n_sign_flips", {}).get(h))
         out["per_layer"][arch][trained].append(c["per_layer"])
+        out["seed_epochs"][arch][trained].append(c.get("epochs"))
+        phases["finetune"] += float(c.get("train_seconds") or 0.0)
+        phases["analysis"] += float(c.get("analysis_seconds") or 0.0)
         out["train_accuracy"][arch][trained].append(c["train_accuracy"])
         out["final_loss"][arch][trained].append(c["final_loss"])
         out["loss_history"][arch][trained].append(c.get("loss_history"))  # (None: older cell)
+      below = [sd for sd, c in zip(seeds, out["train_accuracy"][arch][trained])
+               if c is not None and np.isfinite(c) and c < config.search.target_accuracy]
+      out["below_target"][arch][trained] = len(below)
+      if below:
+        logging.warning("%s / %s: %d of %d seeds ended below %.0f%% training accuracy (seeds %s); "
+                        "they are kept and counted in results.json (below_target)", arch, trained,
+                        len(below), len(seeds), config.search.target_accuracy, below)
   out["wall_time_s"] = time.time() - start
   results.write_json_atomic(os.path.join(workdir, "results.json"), out)
   return results.to_jsonable(out)
@@ -488,21 +526,31 @@ def _summary_table(res: dict, key: str, what: str) -> list[str]:
   for arch in res["architectures"]:
     n_seeds = len(res["train_accuracy"][arch][res["trained_potentials"][0]])
     lines.append(f"{arch}: D = {res['n_weights'][arch]} weights, N = {res['n_data'][arch]} "
-                 f"images, {n_seeds} seeds. Mean Delta-CDF, {what} [trained x hypothesised]")
-    lines.append(f"{'trained':<9}" + "".join(f"{potentials.short_label(h):>9}" for h in hyp) +
-                 f"{'lr':>9}{'epochs':>7}{'train acc':>11}")
+                 f"images, {n_seeds} seeds. Delta-CDF, {what}, mean and SD over seeds "
+                 "[trained x hypothesised]")
+    lines.append(f"{'trained':<9}" + "".join(f"{potentials.short_label(h):>14}" for h in hyp) +
+                 f"{'lr':>9}{'epochs':>8}{'train acc':>11}{'<target':>9}")
     for t in res["trained_potentials"]:
-      means = [float(np.mean([np.nan if v is None else v for v in res[key][arch][t][h]]))
-               for h in hyp]
+      vals = [np.array([np.nan if v is None else v for v in res[key][arch][t][h]], float)
+              for h in hyp]
+      means = [float(np.mean(v)) for v in vals]
       best = int(np.nanargmin(means))
       cells = []
-      for i, (h, m) in enumerate(zip(hyp, means)):
+      for i, (h, v) in enumerate(zip(hyp, vals)):
         mark = "*" if i == best else ("x" if any(res["ruled_out"][arch][t][h]) else " ")
-        cells.append(f"{m:8.3f}{mark}")
+        sd = float(np.std(v, ddof=1)) if v.size > 1 else 0.0
+        cells.append(f"{np.mean(v):8.3f}±{sd:.3f}{mark}")
       acc = np.mean([np.nan if v is None else v for v in res["train_accuracy"][arch][t]])
+      ep = [e for e in res.get("seed_epochs", {}).get(arch, {}).get(t, []) if e is not None]
+      epochs = (f"{min(ep)}-{max(ep)}" if ep and min(ep) != max(ep) else
+                str(ep[0] if ep else res["epochs"][arch][t]))
+      below = res.get("below_target", {}).get(arch, {}).get(t)
       lines.append(f"{potentials.short_label(t):<9}" + "".join(cells) +
-                   f"{res['learning_rate'][arch][t]:9.0e}{res['epochs'][arch][t]:7d}"
-                   f"{acc:10.1f}%")
+                   f"{res['learning_rate'][arch][t]:9.0e}{epochs:>8}{acc:10.1f}%"
+                   f"{'' if below is None else f'{below}/{n_seeds}':>9}")
+    ph = res.get("phase_seconds", {}).get(arch)
+    if ph and key == "delta_cdf":
+      lines.append("  seconds: " + ", ".join(f"{k} {v:.0f}" for k, v in ph.items()))
   return lines
 
 

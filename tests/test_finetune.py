@@ -60,13 +60,22 @@ def test_results_layout(tiny_run):
   for t in res["trained_potentials"]:
     # training curves: the mean loss of each epoch, per seed, ending at the final loss
     curves = res["loss_history"]["mlp"][t]
-    assert [len(c) for c in curves] == [res["epochs"]["mlp"][t]] * 2
+    # each seed is extended like the search until it reaches the target (or runs out)
+    seed_epochs = res["seed_epochs"]["mlp"][t]
+    assert [len(c) for c in curves] == seed_epochs
+    assert all(e >= res["epochs"]["mlp"][t] for e in seed_epochs)
+    for e, acc in zip(seed_epochs, res["train_accuracy"]["mlp"][t]):
+      assert acc >= 100.0 or e == res["epochs"]["mlp"][t] + 1  # (extra_epochs 1, max 1 extension)
+    below = sum(a < 100.0 for a in res["train_accuracy"]["mlp"][t])
+    assert res["below_target"]["mlp"][t] == below
     assert curves[1][-1] == pytest.approx(res["final_loss"]["mlp"][t][1])
     assert all(len(row["loss_history"]) == row["epochs"] for row in res["search"]["mlp"][t]["table"])
     # the grid (0.01, 0.1) has only ends: whichever rate is chosen, the run says so
     edge = "upper" if res["learning_rate"]["mlp"][t] == 0.1 else "lower"
     assert res["learning_rate_at_grid_edge"]["mlp"][t] == edge
     assert res["search"]["mlp"][t]["at_grid_edge"] == edge
+  assert set(res["phase_seconds"]["mlp"]) == {"pretrain", "search", "finetune", "analysis"}
+  assert all(v >= 0 for v in res["phase_seconds"]["mlp"].values())
   table = finetune.summary(res)
   assert "NE" in table and "trained" in table
 
