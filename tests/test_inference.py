@@ -141,6 +141,11 @@ def test_uniform_multiplicative_change_is_degenerate_not_a_number():
   assert "uniform change" in res.summary
 
 
+def test_uniform_data_are_an_error_not_a_verdict():
+  with pytest.raises(InferenceError, match="cannot tell geometries apart"):
+    infer_geometry(np.ones(50), np.full(50, 1.1))
+
+
 def test_p_scan_grows_past_its_end():
   w0, w = pair("4.5-norm", (3000,), seed=0)
   res = infer_geometry(w0, w, n_boot=50, n_null=50, p_max=3.0, p_step=0.1)

@@ -252,6 +252,11 @@ def infer_geometry(
         f"excluded): the statistic needs at least {min_weights} changed weights. Pass "
         "unchanged='keep' (--keep-unchanged) to analyse the unchanged ones as zero changes.")
   flips, zeros = analysis.sign_changes(a[keep], b[keep])
+  if np.ptp(a[keep]) == 0 and np.ptp(b[keep]) == 0:
+    raise InferenceError(
+        f"every synapse has the same weight before ({a[keep][0]:.6g}) and the same after "
+        f"({b[keep][0]:.6g}): every geometry maps equal weights to an equal dual change, so the "
+        "data cannot tell geometries apart (there is no shape to test).")
 
   if candidates is None:
     pots = cands.default_candidates(a, p_min=p_min, p_max=p_max, p_step=p_step, betas=betas)

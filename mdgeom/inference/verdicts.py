@@ -74,7 +74,7 @@ def sentence(ranking: Sequence[dict], level: float, p_order: Sequence[float]) ->
   by = {s: [r for r in ranking if r["status"] == s] for s in STATUSES}
   parts = []
   if by["degenerate"]:
-    parts.append(" and ".join(describe(r) for r in by["degenerate"]) +
+    parts.append(", ".join(group_words(by["degenerate"], p_order)) +
                  ": a uniform change (the same dual change at every synapse)")
   if by["best"]:
     parts.append(describe(by["best"][0]))
