@@ -1,6 +1,8 @@
 """The command line shared by the experiments: --config (an ml_collections config file, with
-`:variant` and `--config.key=value` overrides), --workdir and --verbose; main() only parses and
-calls run(). And `check_config`, which every run() calls first: a config's keys, types and values
+`:variant` and `--config.key=value` overrides), --workdir and --verbose; the flags of sweeps
+shared by several workers (--merge, --claim_timeout; mdgeom.results) and of multi-host JAX
+(--distributed, --coordinator_address, --num_processes, --process_id, --local_device_ids:
+`jax.distributed.initialize`); main() only parses, sets these up and calls run(). And `check_config`, which every run() calls first: a config's keys, types and values
 against the defaults of its config file, so a typo or a NaN stops the run before any work.
 
 Flags are defined when a script runs, not when its module is imported, so tests and notebooks
@@ -28,6 +30,25 @@ _CONFIG_HELP = ("Experiment config file: a Python file with get_config(); `file.
                 "--config.num_seeds=5); unknown keys are refused.")
 _WORKDIR_HELP = "Folder of results.json, the finished cells and saved weights (created if needed)."
 _VERBOSE_HELP = "Show the full traceback of an error instead of one line."
+_MERGE_HELP = ("Compute nothing: merge the finished cells of --workdir into results.json (an error "
+               "names the cells that are not done).")
+_WAIT_HELP = ("When every cell left is held by another worker of the sweep, wait for them (taking "
+              "over the cells of workers that die, then writing results.json); --nowait exits "
+              "instead (status 0), leaving them to their workers.")
+_CLAIM_HELP = ("Seconds without a refresh after which another worker's claim on a cell counts as "
+               "abandoned and the cell is taken over (a claim of a process that is gone, on the "
+               "same host, expires at once). Claims are refreshed every min(60, timeout/4) s.")
+_DISTRIBUTED_HELP = ("Join a multi-host JAX program (jax.distributed.initialize): the processes "
+                     "train every run together, data parallel over all their devices. Without "
+                     "--coordinator_address etc., the cluster is detected from the environment "
+                     "(SLURM srun, Open MPI, TPU pods).")
+_COORDINATOR_HELP = "host:port of process 0 (implies --distributed)."
+_NUM_PROCESSES_HELP = "Number of processes of the multi-host program (with --coordinator_address)."
+_PROCESS_ID_HELP = "This process's index, 0 .. num_processes - 1 (with --coordinator_address)."
+_LOCAL_DEVICES_HELP = "Local device ids this process uses, e.g. 0 (one GPU per process)."
+_SWEEP_FLAGS = ("merge", "wait", "claim_timeout")
+_DISTRIBUTED_FLAGS = ("distributed", "coordinator_address", "num_processes", "process_id",
+                      "local_device_ids")
 
 
 class ConfigError(ValueError):
@@ -303,16 +324,40 @@ def main(run: Callable, summary: Callable, default_config: str, default_workdir:
   def _main(argv):
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    from mdgeom import results
     try:
+      _setup_processes(flags.FLAGS)
       res = run(config.value, flags.FLAGS.workdir)
+    except results.CellsPending as e:  # --nowait: nothing left for this worker
+      print(f"{_one_line(e)}")
+      return
     except EXPECTED_ERRORS as e:
       if flags.FLAGS.verbose:
         raise
       _fail(f"{_one_line(e)} (--verbose shows the traceback)", 1)
-    print(summary(res))
-    print(f"results: {os.path.join(flags.FLAGS.workdir, 'results.json')}")
+    if results.is_primary():  # (one summary for a multi-host program)
+      print(summary(res))
+      print(f"results: {os.path.join(flags.FLAGS.workdir, 'results.json')}")
 
   app.run(_main, flags_parser=lambda args: _guard(lambda: flags.FLAGS(args), verbose))
+
+
+def _setup_processes(fl) -> None:
+  """Sweep options (mdgeom.results.configure_sweep) and, when asked, jax.distributed; before
+  run(), which is before any JAX computation (initialize must come first)."""
+  from mdgeom import results
+  results.configure_sweep(merge_only=fl.merge, wait=fl.wait, claim_timeout=fl.claim_timeout)
+  if not (fl.distributed or fl.coordinator_address):
+    if fl.num_processes is not None or fl.process_id is not None:
+      raise ValueError("--num_processes and --process_id need --coordinator_address (or "
+                       "--distributed under SLURM / Open MPI, which detects them).")
+    return
+  import jax
+  ids = fl.local_device_ids
+  jax.distributed.initialize(
+      coordinator_address=fl.coordinator_address, num_processes=fl.num_processes,
+      process_id=fl.process_id,
+      local_device_ids=None if ids is None else [int(i) for i in ids])
 
 
 def _define_flags(default_config: str, default_workdir: str):
@@ -320,9 +365,17 @@ def _define_flags(default_config: str, default_workdir: str):
   config = config_flags.DEFINE_config_file("config", default_config, _CONFIG_HELP)
   flags.DEFINE_string("workdir", default_workdir, _WORKDIR_HELP)
   flags.DEFINE_bool("verbose", False, _VERBOSE_HELP)
+  flags.DEFINE_bool("merge", False, _MERGE_HELP)
+  flags.DEFINE_bool("wait", True, _WAIT_HELP)
+  flags.DEFINE_float("claim_timeout", 600.0, _CLAIM_HELP, lower_bound=1.0)
+  flags.DEFINE_bool("distributed", False, _DISTRIBUTED_HELP)
+  flags.DEFINE_string("coordinator_address", None, _COORDINATOR_HELP)
+  flags.DEFINE_integer("num_processes", None, _NUM_PROCESSES_HELP, lower_bound=1)
+  flags.DEFINE_integer("process_id", None, _PROCESS_ID_HELP, lower_bound=0)
+  flags.DEFINE_list("local_device_ids", None, _LOCAL_DEVICES_HELP)
   # absl's --help lists the key flags of the main module, whose name is sys.argv[0]; these are
   # defined here, so they are declared key to it explicitly.
-  for name in ("config", "workdir", "verbose"):
+  for name in ("config", "workdir", "verbose", *_SWEEP_FLAGS, *_DISTRIBUTED_FLAGS):
     flags.FLAGS.register_key_flag_for_module(sys.argv[0], flags.FLAGS[name])
   return config
 

@@ -34,7 +34,9 @@ Writes workdir/results.json:
 Weights: workdir/weights/<arch>/initial.msgpack (with initial.json: the fingerprint of those
 variables) and <trained>/seed<k>.msgpack (flax serialization of the variables). Every search and
 seed is a cell stored as it finishes (workdir/cells/) and skipped on rerun; a killed seed resumes
-from its orbax checkpoint. Cells are keyed by the config and by the fingerprint of the pretrained
+from its orbax checkpoint. Workers started with the same command on the same workdir share the
+cells (mdgeom.results: each cell computed once, a seed waiting for its search, one worker
+pretraining while the others wait for its network); --merge only writes results.json. Cells are keyed by the config and by the fingerprint of the pretrained
 variables, so a workdir reused after the pretrained network changed recomputes them and rewrites
 initial.msgpack.
 """
@@ -44,6 +46,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+import socket
 import time
 
 import jax
@@ -153,8 +156,11 @@ def _save_initial(workdir: str, arch: str, variables, fp: str) -> None:
 
 
 def _write_bytes_atomic(path: str, data: bytes) -> None:
+  if not results.is_primary():  # (a multi-host program: process 0 writes)
+    return
   os.makedirs(os.path.dirname(path), exist_ok=True)
-  tmp = f"{path}.tmp-{os.getpid()}"
+  # (host and pid: workers of a sweep on several hosts may write the same file at once)
+  tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
   with open(tmp, "wb") as f:
     f.write(data)
   os.replace(tmp, path)
@@ -233,15 +239,20 @@ def _pretrained(config, model, source, workdir, task, task_id: str = "classifica
       "precision": config.train.precision, "task": task_id,
       "augment": results.config_dict(config.augment) if "augment" in config else None})
   vpath, jpath = (os.path.join(folder, f"{model.name}.{e}") for e in ("msgpack", "json"))
+  info = {}
   if os.path.exists(vpath) and os.path.exists(jpath):
     try:
       info = results.read_json(jpath)
     except results.ResultFileError as e:  # e.g. truncated by a killed run: pretrain again
       logging.warning("%s", e)
-      info = {}
-    if isinstance(info, dict) and info.get("fingerprint") == fp:
-      logging.info("%s: pretrained network loaded from %s", model.name, vpath)
-      return load_variables(vpath, variables), info["value"]
+  hit = isinstance(info, dict) and info.get("fingerprint") == fp
+  if results.agreed(hit):  # (process 0 decides for every process of a multi-host program)
+    info = info if hit else results.read_json(jpath)
+    logging.info("%s: pretrained network loaded from %s", model.name, vpath)
+    return load_variables(vpath, variables), info["value"]
+  if results.sweep_settings()["merge_only"]:
+    raise RuntimeError(f"{model.name}: no pretrained network in {folder}, so no finished cells "
+                       "to merge (--merge computes nothing).")
   t0 = time.time()
   r = train.fit(task, variables, source.pretrain, potential="2-norm",
                 learning_rate=pc.learning_rate, epochs=pc.epochs, batch_size=pc.batch_size,
@@ -431,19 +442,39 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
          "delta_cdf_centered": {}, "delta_cdf_units": {}, "per_layer": {},
          "seed_epochs": {}, "below_target": {}, "phase_seconds": {}}
   start = time.time()
+  prepared, cells = {}, []
   for arch in archs:
     model = models.get(arch, num_classes=config.data.num_classes, **_model_kwargs(config))
     task = task_fn(model, config, "finetune")
-    variables, info = _pretrained(config, model, source, workdir,
-                                  task_fn(model, config, "pretrain"), task_id)
-    out["pretrain"][arch] = info
+    # (one worker of a sweep pretrains, the others wait and load its network)
+    with results.exclusive(os.path.join(workdir, "pretrained"), arch):
+      variables, info = _pretrained(config, model, source, workdir,
+                                    task_fn(model, config, "pretrain"), task_id)
     d, n = sizes[arch]
-    out["n_weights"][arch], out["n_data"][arch] = d, n
     init_fp = variables_fingerprint(variables)
     _save_initial(workdir, arch, variables, init_fp)
     # The cells of an architecture belong to its pretrained variables: another network (a
     # changed checkpoint file or model) recomputes them instead of mixing two networks.
     store = results.CellStore(workdir, {**base, "initial_variables": init_fp})
+    prepared[arch] = model, variables, info, store
+    for trained in trained_names:
+      search_key = f"{arch}__{trained}__search"
+      cells.append(store.cell(
+          search_key, lambda task=task, variables=variables, n=n, arch=arch, trained=trained:
+          search_cell(config, task, variables, source, n, arch, trained)))
+      # A seed waits for its search: a worker of a sweep takes other cells meanwhile.
+      cells += [store.cell(
+          f"{arch}__{trained}__seed{seed}",
+          lambda s, model=model, task=task, variables=variables, n=n, arch=arch,
+          trained=trained, seed=seed: seed_cell(
+              config, model, task, variables, source, n, arch, trained, s["learning_rate"],
+              s["epochs"], seed, workdir), needs=[search_key]) for seed in seeds]
+  # Every cell of every architecture, each computed once by whichever worker claims it.
+  values = results.run_cells(cells)
+  for arch in archs:
+    model, variables, info, store = prepared[arch]
+    out["pretrain"][arch] = info
+    out["n_weights"][arch], out["n_data"][arch] = sizes[arch]
     for key in ("delta_cdf", "magnitude", "ruled_out", "n_sign_flips", "delta_cdf_centered",
                 "delta_cdf_units"):
       out[key][arch] = {t: {h: [] for h in hyp} for t in trained_names}
@@ -455,9 +486,8 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
     phases = out["phase_seconds"][arch] = {"pretrain": float(info.get("seconds", 0.0)),
                                            "search": 0.0, "finetune": 0.0, "analysis": 0.0}
     for trained in trained_names:
-      s, searched_before = store.get_or_compute(
-          f"{arch}__{trained}__search",
-          lambda: search_cell(config, task, variables, source, n, arch, trained))
+      s = values[f"{arch}__{trained}__search"]
+      searched_before = f"{arch}__{trained}__search" not in store.computed
       phases["search"] += float(s.get("seconds") or 0.0)
       out["learning_rate"].setdefault(arch, {})[trained] = s["learning_rate"]
       out["epochs"].setdefault(arch, {})[trained] = s["epochs"]
@@ -474,14 +504,11 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
                         "after %d epochs)", arch, trained, config.search.target_accuracy,
                         s["train_accuracy"], s["epochs"])
       for seed in seeds:
-        c, cached = store.get_or_compute(
-            f"{arch}__{trained}__seed{seed}",
-            lambda: seed_cell(config, model, task, variables, source, n, arch, trained,
-                              s["learning_rate"], s["epochs"], seed, workdir))
-        if cached:
+        key = f"{arch}__{trained}__seed{seed}"
+        c = values[key]
+        if key not in store.computed:
           logging.info("%s / %s / seed %d: already done, skipped", arch, trained, seed)
-          c = _complete(config, model, store, f"{arch}__{trained}__seed{seed}", c, variables,
-                        workdir, arch, trained, seed)
+          c = _complete(config, model, store, key, c, variables, workdir, arch, trained, seed)
         for h in hyp:
           out["delta_cdf"][arch][trained][h].append(c["delta_cdf"][h])
           out["delta_cdf_centered"][arch][trained][h].append(c["delta_cdf_centered"][h])

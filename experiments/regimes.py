@@ -112,7 +112,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
 from configs import regimes as regimes_config
 from experiments import _cli
@@ -342,13 +341,11 @@ def run(config, workdir: str) -> dict:
          "curve_scales": curve_scales(config)}
   cells = [(init, name, n) for init in config.init_kinds for name in names for n in ns]
   start = time.time()
-  done = {}
-  for init, name, n in tqdm(cells, desc="regimes cells", unit="cell"):
-    value, cached = store.get_or_compute(f"{init}__{name}__N={n}",
-                                         lambda: run_cell(config, init, name, n))
-    if cached:
-      logging.info("cell %s / %s / N=%d: already done, skipped", init, name, n)
-    done[init, name, n] = value
+  # Each cell is computed once by whichever worker claims it (results.run_cells).
+  values = store.run([store.cell(f"{init}__{name}__N={n}", lambda init=init, name=name, n=n:
+                                 run_cell(config, init, name, n)) for init, name, n in cells])
+  logging.info("%d cells, %d computed here", len(values), len(store.computed))
+  done = {(init, name, n): values[f"{init}__{name}__N={n}"] for init, name, n in cells}
   failures = []
   for init in config.init_kinds:
     out[init] = {}

@@ -14,7 +14,8 @@ Writes workdir/results.json:
                 "delta_cdf": [[[per seed]]], "magnitude": [[[per seed]]],
                 "sign_flip_fraction": [[per seed]]}}
 arrays indexed [true][hypothesised](seed); std over seeds with ddof=1. Each (init, true potential)
-cell is stored as it finishes and skipped on rerun.
+cell is stored as it finishes and skipped on rerun; workers started with the same command on the
+same workdir share the cells (mdgeom.results).
 """
 
 from __future__ import annotations
@@ -26,7 +27,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
 from configs import robustness as robustness_config
 from experiments import _cli
@@ -133,25 +133,25 @@ def run(config, workdir: str) -> dict:
   _validate(config)
   results.prepare_workdir(workdir)
   cfg = results.config_dict(config)
+  # (a cell from before the centred statistic is recomputed)
   store = results.CellStore(workdir, {
       **cfg, "potential_code": results.potential_fingerprints(
-          list(config.true_potentials) + list(config.hypothesized_potentials))})
+          list(config.true_potentials) + list(config.hypothesized_potentials))},
+      valid=lambda value: "delta_cdf_centered" in value)
   true_names = [potentials.get(n).name for n in config.true_potentials]
   hyp_names = [potentials.get(n).name for n in config.hypothesized_potentials]
   out = {"config": cfg, "true_potentials": true_names, "hypothesized_potentials": hyp_names}
-  cells = [(i, init, j, t) for i, init in enumerate(config.initializations)
-           for j, t in enumerate(config.true_potentials)]
+  keys = {(init, j): f"{init}__{name}" for init in config.initializations
+          for j, name in enumerate(true_names)}
   start = time.time()
-  per_init = {init: [None] * len(true_names) for init in config.initializations}
-  for i, init, j, t in tqdm(cells, desc="robustness cells", unit="cell"):
-    key = f"{init}__{potentials.get(t).name}"
-    value, cached = store.get_or_compute(key, lambda: run_cell(config, init, t, i, j))
-    if "delta_cdf_centered" not in value:  # a cell from before the centred statistic
-      value, cached = results.to_jsonable(run_cell(config, init, t, i, j)), False
-      store.put(key, value)
-    if cached:
-      logging.info("cell %s / %s: already done, skipped", init, t)
-    per_init[init][j] = value
+  # Each cell is computed once by whichever worker claims it (results.run_cells).
+  done = store.run([store.cell(keys[init, j], lambda i=i, init=init, j=j, t=t:
+                               run_cell(config, init, t, i, j))
+                    for i, init in enumerate(config.initializations)
+                    for j, t in enumerate(config.true_potentials)])
+  logging.info("%d cells, %d computed here", len(done), len(store.computed))
+  per_init = {init: [done[keys[init, j]] for j in range(len(true_names))]
+              for init in config.initializations}
   for init, cells_ in per_init.items():
     dc = np.array([c["delta_cdf"] for c in cells_])  # [true, hyp, seed]
     dcc = np.array([c["delta_cdf_centered"] for c in cells_])
