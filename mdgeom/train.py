@@ -7,8 +7,13 @@ T_max = epochs, as in the paper's code): eta_e = eta (1 + cos(pi e / E)) / 2 in 
 - Whole epochs are one jitted call: a `lax.scan` over the full batches (plus one step for a
   smaller last batch, like torch's `drop_last=False`), so small models on a CPU are not bound by
   Python dispatch. The data set lives on the devices (the paper's N = D^0.5 images fit easily).
-- Data parallel over all local devices (or `devices=`) with `jax.sharding`: parameters are
-  replicated, each batch is split along its first axis; XLA inserts the gradient all-reduce.
+- Data parallel over all devices (or `devices=`) with `jax.sharding`: parameters are
+  replicated, each batch is split along its first axis; XLA inserts the gradient all-reduce (and
+  batch norm's batch statistics are those of the whole batch, as on one device).
+- Multi-host (multi-controller JAX): after `jax.distributed.initialize()` every process runs the
+  same `fit` on the same data; the mesh spans every process's devices, and each process feeds
+  only its devices' share of every batch (`feed="host"`), so the weights equal those of one
+  process with as many devices. Orbax writes checkpoints in its multi-process mode.
 - `precision="bfloat16"`: forward and backward in bfloat16, float32 master weights, optimizer
   state and loss (mixed precision, as the paper's autocast).
 - Orbax checkpoints after every `checkpoint_every` epochs; a killed run given the same
@@ -89,8 +94,9 @@ def cosine_epoch_lr(learning_rate, epoch, epochs):
 
 
 def make_mesh(devices: Optional[Sequence] = None) -> Mesh:
-  """A one-axis ("data") mesh over `devices` (default: all local devices)."""
-  devices = list(jax.local_devices() if devices is None else devices)
+  """A one-axis ("data") mesh over `devices` (default: every device of every process, which is
+  the local devices unless `jax.distributed.initialize()` joined several processes)."""
+  devices = list(jax.devices() if devices is None else devices)
   return Mesh(np.array(devices), ("data",))
 
 
@@ -134,8 +140,11 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh,
   grad_fn = jax.value_and_grad(loss_mean, has_aux=True)
 
   def one_step(params, state, opt_state, data, idx, lr, rng):
+    # idx: the batch's example indices into the data set on the devices, or (feed="host") 0,
+    # with `data` the step's batch (1, B, ...) that the processes fed.
     batch = jax.tree.map(lambda a: a[idx], data)
-    if idx.shape[0] % n_dev == 0 and n_dev > 1:
+    size = jax.tree.leaves(batch)[0].shape[0]
+    if size % n_dev == 0 and n_dev > 1:
       batch = jax.lax.with_sharding_constraint(batch, batch_sharding)
     (loss, (metrics, state)), grads = grad_fn(params, state, batch, rng)
     if max_grad_norm is not None:  # e.g. pretraining an RNN, whose gradients can explode
@@ -145,7 +154,7 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh,
     params = optax.apply_updates(params, updates)
     # Sums over the batch: loss and, for the progress bar, the train-mode correct count.
     correct = jnp.sum(metrics["correct"]) if "correct" in metrics else jnp.nan
-    return params, state, opt_state, jnp.stack([loss * idx.shape[0],
+    return params, state, opt_state, jnp.stack([loss * size,
                                                 jnp.asarray(correct, jnp.float32)])
 
   def scan_epoch(params, state, opt_state, data, perm, lr, key):
@@ -236,7 +245,8 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
         precision: str = "float32", devices: Optional[Sequence] = None,
         checkpoint_dir: Optional[str] = None, checkpoint_every: int = 1,
         accuracy: bool = True, progress: bool = True, desc: str = "",
-        max_grad_norm: Optional[float] = None, scan_steps: Optional[bool] = None) -> FitResult:
+        max_grad_norm: Optional[float] = None, scan_steps: Optional[bool] = None,
+        feed: Optional[str] = None) -> FitResult:
   """Trains `variables` on `data` (a dict of arrays with a common first axis) with mirror descent.
 
   Args:
@@ -248,7 +258,8 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     batch_size: examples per step; the last batch of an epoch may be smaller.
     seed: batch order and per-step keys come from it.
     precision: "float32" or "bfloat16" (mixed precision).
-    devices: devices to split each batch over (default all local devices).
+    devices: devices to split each batch over (default all devices: those of every process
+      after `jax.distributed.initialize()`, where every process calls `fit` with the same data).
     checkpoint_dir: if given, an orbax checkpoint is written every `checkpoint_every` epochs and
       a run finds and resumes from the latest one.
     accuracy: evaluate the training accuracy (%) in eval mode at the end (tasks with a
@@ -259,6 +270,11 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
       Python (False; same steps, keys and result). None: scan, except on a CPU for a loss with
       convolutions, whose kernel gradients XLA:CPU computes 20-40x slower inside a loop body
       (jax-ml/jax#12868).
+    feed: "device": the data set is sent to the devices once and each step gathers its batch
+      there; "host": each step's batch is gathered on the host, each process sending only the
+      rows of its own devices (`jax.make_array_from_callback`), one dispatch per step (for data
+      larger than device memory). None: "host" when the devices span several processes
+      (multi-host), else "device". Both give the same steps and weights.
   """
   if precision not in ("float32", "bfloat16"):
     raise ValueError(f"unknown precision {precision!r}: use 'float32' or 'bfloat16'.")
@@ -270,6 +286,11 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   pot = potentials_lib.get(potential)
   mesh = make_mesh(devices)
   replicated = NamedSharding(mesh, P())
+  multi_process = not _addressable(mesh)
+  if feed is None:
+    feed = "host" if multi_process else "device"
+  if feed not in ("device", "host"):
+    raise ValueError(f"unknown feed {feed!r}: use 'device' or 'host'.")
   if max_grad_norm is not None and not max_grad_norm > 0:
     raise ValueError(f"max_grad_norm must be positive or None, got {max_grad_norm}.")
   progs = _programs(task, pot, float(momentum), precision, mesh,
@@ -280,18 +301,26 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   state = {k: v for k, v in variables.items() if k != "params"}
   opt_state = mirror_descent(pot, learning_rate=1.0, momentum=momentum).init(params)
   history = np.full(epochs, np.nan)
+  # Across processes, arrays travel through the host: every process holds the same values, and
+  # device_put builds the global array from each process's copy.
+  put = lambda t: jax.device_put(jax.device_get(t) if multi_process else t, replicated)
+  params, state, opt_state = put(params), put(state), put(opt_state)
   start = 0
   manager = None
   if checkpoint_dir is not None:
+    # (after the put: the restore target carries the sharding, which orbax needs across hosts)
     manager = _checkpoint_manager(checkpoint_dir)
     restored = _restore(manager, params, state, opt_state, history)
     if restored is not None:
       start, params, state, opt_state, history = restored
-  put = lambda t: jax.device_put(t, replicated)
-  params, state, opt_state = put(params), put(state), put(opt_state)
   # Copies: the jitted epoch donates its inputs, the caller keeps its own arrays.
   params, state, opt_state = jax.tree.map(jnp.copy, (params, state, opt_state))
-  dev_data = put({k: jnp.asarray(v) for k, v in data.items()})
+  if feed == "device":
+    dev_data = put({k: np.asarray(v) if multi_process else jnp.asarray(v)
+                    for k, v in data.items()})
+  else:
+    host_data = {k: np.asarray(v).astype(jax.dtypes.canonicalize_dtype(np.asarray(v).dtype),
+                                         copy=False) for k, v in data.items()}
   key = jax.random.key(seed)
 
   n_full, rest = divmod(n, batch_size)
@@ -305,7 +334,13 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     perm = epoch_permutation(seed, epoch, n).astype(np.int32)
     ekey = jax.random.fold_in(key, epoch)
     loss_sum = 0.0
-    if n_full and not scan_steps:
+    if feed == "host":
+      for i in range(n_full + (rest > 0)):
+        rows = perm[i * batch_size:(i + 1) * batch_size]
+        params, state, opt_state, ls = progs.step(params, state, opt_state,
+                                                  _feed(host_data, rows, mesh), 0, lr, ekey, i)
+        loss_sum = loss_sum + ls
+    elif n_full and not scan_steps:
       for i in range(n_full):
         params, state, opt_state, ls = progs.step(
             params, state, opt_state, dev_data, perm[i * batch_size:(i + 1) * batch_size], lr,
@@ -316,7 +351,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
           params, state, opt_state, dev_data, perm[:n_full * batch_size].reshape(n_full, -1),
           lr, ekey)
       loss_sum = ls
-    if rest:
+    if rest and feed == "device":
       params, state, opt_state, ls = progs.step(params, state, opt_state, dev_data,
                                                 perm[n_full * batch_size:], lr, ekey, n_full)
       loss_sum = loss_sum + ls
@@ -340,6 +375,26 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   out = jax.device_get(out)
   return FitResult(out, float(history[-1]), acc, float(learning_rate), int(epochs), history,
                    time.perf_counter() - t0)
+
+
+def _addressable(mesh: Mesh) -> bool:
+  """Whether every device of `mesh` belongs to this process."""
+  return all(d.process_index == jax.process_index() for d in mesh.devices.flat)
+
+
+def _feed(data: Mapping[str, np.ndarray], rows: np.ndarray, mesh: Mesh) -> dict:
+  """The batch `data[rows]` as global arrays (1, len(rows), ...) split over the mesh's devices
+  along the batch (replicated when it does not divide evenly): each process gathers and sends
+  only the rows of its own devices, as `jax.make_array_from_process_local_data` would."""
+  b = len(rows)
+  sharding = NamedSharding(mesh, P(None, "data") if b % mesh.devices.size == 0 else P())
+
+  def one(v):
+    # index: this device's slices of (1, b, ...); only the batch axis is ever split.
+    return jax.make_array_from_callback((1, b, *v.shape[1:]), sharding,
+                                        lambda index: v[rows[index[1]]][None])
+
+  return {k: one(v) for k, v in data.items()}
 
 
 _CONV_CACHE: dict = {}
