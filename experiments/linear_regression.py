@@ -35,7 +35,6 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 from absl import logging
-from tqdm import tqdm
 
 from experiments import _cli
 from mdgeom import analysis, linear, potentials, results, solve
@@ -193,35 +192,33 @@ def _validate(config):
 def run(config, workdir: str) -> dict:
   _validate(config)
   cfg = results.config_dict(config)
+  # (cells from before the centred statistic existed are recomputed)
   store = results.CellStore(workdir, {
-      **cfg, "potential_code": results.potential_fingerprints(config.potentials)})
+      **cfg, "potential_code": results.potential_fingerprints(config.potentials)},
+      valid=lambda value: "delta_cdf_centered" in value)
   pot_names = [potentials.get(p).name for p in config.potentials]
   groups = [(c, a, w) for c in config.corr_powers for a in config.n_d_exponents
             for w in config.widths]
-  all_cells = []
+  key = lambda p, c, a, w: f"{p}__nd{a}__c{c}__D{w}"
   pools = {}  # the input pool of the current correlation power, made when first needed
   pool_seconds = {}
-  bar = tqdm(groups, desc="linear regression", unit="group")
-  for c, a, w in bar:
-    bar.set_postfix(corr=c, n_d=a, width=w)
-    keys = {p: f"{p}__nd{a}__c{c}__D{w}" for p in pot_names}
-    done = {p: store.get(keys[p]) for p in pot_names}
-    # cells from before the centred statistic existed are recomputed
-    todo = [p for p in pot_names if done[p] is None or "delta_cdf_centered" not in done[p]]
-    if todo:
-      if c not in pools:
-        pools.clear()  # one pool in memory at a time
-        t = time.time()
-        pools[c] = jax.block_until_ready(make_pool(config, c))
-        pool_seconds[str(c)] = time.time() - t
-        logging.info("inputs for c=%s: %s in %.1f s", c, pools[c][0].shape, pool_seconds[str(c)])
-      fresh = run_group(config, c, a, w, todo, pools[c])
-      for p in todo:
-        store.put(keys[p], results.to_jsonable(fresh[p]))
-        done[p] = store.get(keys[p])
-    else:
-      logging.info("group c=%s n_d=%s D=%s: already done, skipped", c, a, w)
-    all_cells.extend(done[p] for p in pot_names)
+
+  def group(c, a, w):
+    if c not in pools:
+      pools.clear()  # one pool in memory at a time
+      t = time.time()
+      pools[c] = jax.block_until_ready(make_pool(config, c))
+      pool_seconds[str(c)] = time.time() - t
+      logging.info("inputs for c=%s: %s in %.1f s", c, pools[c][0].shape, pool_seconds[str(c)])
+    fresh = run_group(config, c, a, w, pot_names, pools[c])
+    return {key(p, c, a, w): fresh[p] for p in pot_names}
+
+  # A group's potentials are trained together: one claim per group, one cell file per potential,
+  # each group computed once by whichever worker of a sweep claims it (results.run_cells).
+  done = store.run([store.cell(f"group__nd{a}__c{c}__D{w}", lambda c=c, a=a, w=w: group(c, a, w),
+                               outputs=[key(p, c, a, w) for p in pot_names])
+                    for c, a, w in groups])
+  all_cells = [done[key(p, c, a, w)] for c, a, w in groups for p in pot_names]
   # input_pool_seconds: time to generate each correlation power's inputs in this run (absent
   # when all its cells were already done)
   out = {"config": cfg, "cells": all_cells, "input_pool_seconds": pool_seconds}
