@@ -1,9 +1,8 @@
 """Benchmark: wall time of the linear-regression grid (Fig. 3A/6) and of its parts against the
 authors' approach, measured in one run.
 
-    python benchmarks/linear_regression_grid.py            # components + the :small grid
-    python benchmarks/linear_regression_grid.py --full     # + the paper's full trained grid, then
-                                                           #   the closed-form comparison alone
+    python -m benchmarks.linear_regression_grid            # components + the :small grid
+    python -m benchmarks.linear_regression_grid --full     # + the paper's full grid (Fig. 6 run)
 
 Components, each against the authors' logic on the same sizes (D = 2e4, N = D^0.75 = 1681):
   inputs    correlated inputs for one seed: circulant embedding + FFT (mdgeom.data) vs a dense
@@ -12,9 +11,10 @@ Components, each against the authors' logic on the same sizes (D = 2e4, N = D^0.
   training  the learning-rate search (16 rates) and 30 seeds for one potential at the largest
             cell: fused columns + vmap over seeds (mdgeom.linear) vs one run after another
             (authors), the latter measured on a few runs and scaled to 16 + 30 runs.
-The full grid is run with the experiment itself (closed form off); the closed-form comparison is
-timed separately: for the :small grid (all seeds) and, per potential, for one seed of the
-largest cell (its cost decides how many seeds the full grid's config compares).
+The grids are run with the experiment itself, the exact solution (Eq. 8/13) of every seed
+included, and their wall time is split into input pools, learning-rate search, training and
+exact solutions (from the cells' timing fields). `python -m benchmarks.closed_form` compares the
+exact solver with the one it replaced at the largest cell.
 """
 
 from __future__ import annotations
@@ -25,7 +25,6 @@ import tempfile
 import time
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 import scipy.linalg
 
@@ -104,14 +103,25 @@ def _cfg_with_seeds(config, seeds):
   return config
 
 
-def grid(variant: str, closed_form: bool):
+def grid(variant: str):
   config = lr_config.get_config(variant)
-  config.closed_form.enabled = closed_form
   with tempfile.TemporaryDirectory() as workdir:
     t = time.perf_counter()
     res = linear_regression.run(config, workdir)
     wall = time.perf_counter() - t
   return wall, res
+
+
+def _parts(res) -> str:
+  """The wall time's parts, from the cells' timing fields (per-group times divided evenly)."""
+  cells = res["cells"]
+  pools = sum(res.get("input_pool_seconds", {}).values())
+  search = sum(c["lr_search_seconds"] + c["data_seconds"] for c in cells)
+  train = sum(c["train_seconds"] - c["lr_search_seconds"] for c in cells)
+  exact = sum(c["closed_form_seconds"] for c in cells)
+  solves = sum(c["closed_form_seeds"] for c in cells)
+  return (f"input pools {pools:.0f} s, data + lr search {search:.0f} s, training {train:.0f} s, "
+          f"exact solutions {exact:.0f} s ({solves} solves)")
 
 
 def main():
@@ -123,36 +133,19 @@ def main():
   if not args.skip_components:
     inputs_component()
     training_component()
-  wall, res = grid("small", closed_form=True)
-  cf = sum(c["closed_form_seconds"] for c in res["cells"])
-  print(f":small grid (4 widths x 2 N-scalings x 2 correlations x 3 potentials, 5 seeds, closed "
-        f"form for all seeds): {wall:.1f} s wall, of which closed form {cf:.1f} s")
+  wall, res = grid("small")
+  print(f":small grid (4 widths x 2 N-scalings x 2 correlations x 3 potentials, 5 seeds, exact "
+        f"solution for every seed): {wall:.1f} s wall; {_parts(res)}")
   if args.full:
-    wall, res = grid("paper", closed_form=False)
+    print(f"before the full grid: load average {', '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    wall, res = grid("paper")
     unconverged = sum(len(c["converged"]) - sum(c["converged"]) for c in res["cells"])
-    print(f"full trained grid (10 widths x 2 x 2 x 3 potentials, 30 seeds, lr search): "
-          f"{wall:.0f} s = {wall / 60:.1f} min; {unconverged} of "
-          f"{sum(len(c['converged']) for c in res['cells'])} seed runs above the loss target")
-    closed_form_largest_cell()
-
-
-def closed_form_largest_cell(seeds=1, max_iter=40):
-  """The exact solution (Eq. 8/13) at the largest cell, per potential, on `seeds` seeds."""
-  from mdgeom import solve
-  config = lr_config.get_config("paper")
-  width, n_d = max(config.widths), max(config.n_d_exponents)
-  pool = linear_regression.make_pool(_cfg_with_seeds(config, seeds), 1)
-  X, y, w0 = linear_regression.make_data(_cfg_with_seeds(config, seeds), 1, n_d, width, pool)
-  for name in config.potentials:
-    t = time.perf_counter()
-    sol = solve.min_bregman_solution(name, np.asarray(X[0], np.float64),
-                                     np.asarray(y[0], np.float64), np.asarray(w0[0], np.float64),
-                                     tol=config.closed_form.tol, max_iter=max_iter,
-                                     raise_on_failure=False)
-    dt = time.perf_counter() - t
-    print(f"closed form, D={width}, N={X.shape[1]}, {name}: {dt:.1f} s for {sol.iterations} "
-          f"Newton steps ({dt / max(sol.iterations, 1):.2f} s per step), converged "
-          f"{sol.converged} (max_iter {max_iter} here, {config.closed_form.max_iter} in the config)")
+    exact_failed = sum(x is False for c in res["cells"] for x in c["closed_form_converged"])
+    print(f"full grid (10 widths x 2 x 2 x 3 potentials, 30 seeds, lr search, exact solution for "
+          f"every seed): {wall:.0f} s = {wall / 60:.1f} min; {_parts(res)}; {unconverged} of "
+          f"{sum(len(c['converged']) for c in res['cells'])} seed runs above the loss target, "
+          f"{exact_failed} exact solves not converged; load average after "
+          f"{', '.join(f'{x:.2f}' for x in os.getloadavg())}")
 
 
 if __name__ == "__main__":

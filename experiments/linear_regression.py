@@ -4,9 +4,10 @@ For each correlation power c, data-set scaling N = D^a, width D and potential (n
 2-norm, 3-norm): take correlated inputs (paper section 4.1) and +-1 labels for num_seeds + 1
 seeds (the leading N rows and D columns of one input pool per correlation power, as in the
 authors' code) and draw w0 ~ N(0, 1/D); pick the learning rate on the held-out seed (16-value grid, epoch extension,
-appendix B.1); train every seed with mirror descent (momentum 0.9, cosine schedule, full batch);
-measure the Delta-CDF and magnitude of the dual change under the trained potential; and compare
-with the exact minimum-Bregman solution (Eq. 8/13).
+appendix B.1; "final loss" read as config.lr_search_loss: at the final weights by default, or the
+authors' last forward pass); train every seed with mirror descent (momentum 0.9, cosine
+schedule, full batch); measure the Delta-CDF and magnitude of the dual change under the trained
+potential; and compare with the exact minimum-Bregman solution (Eq. 8/13) of every seed.
 
     python -m experiments.linear_regression --config=configs/linear_regression.py --workdir=runs/linreg
 
@@ -21,9 +22,10 @@ corr_power, width):
      "closed_form_seconds"}
 closed_form_dual_distance = ||grad phi(w_trained) - grad phi(w*)|| / ||grad phi(w*) - grad phi(w0)||
 (the trained solution's distance to the exact one in the dual space, relative to the size of the
-dual change); closed-form entries are null for seeds beyond closed_form_seeds (the exact solve is
-costly at the largest widths; see the config). Unconverged seeds are kept and flagged. Each
-finished cell is stored at once; a rerun skips it.
+dual change); closed-form entries are null for seeds beyond closed_form_seeds (all seeds by
+default; see the config). final_loss is the loss at the final weights whatever lr_search_loss
+says. Unconverged seeds are kept and flagged. Each finished cell is stored at once; a rerun
+skips it.
 """
 
 from __future__ import annotations
@@ -95,30 +97,49 @@ def _seed_batches(config, n, width):
   return [range(i, min(i + size, config.num_seeds)) for i in range(0, config.num_seeds, size)]
 
 
-def closed_form(config, pot, X, y, w0, w_trained, n, width):
-  """Exact solutions (Eq. 8/13) for the first k seeds.
+def closed_form(config, pots, X, y, w0, W_trained, n, width):
+  """Exact solutions (Eq. 8/13) for the first k seeds, every potential of the group.
 
-  Returns per-seed lists (Delta-CDF of the exact dual change, dual distance to the trained
-  solution, converged flag), None beyond k; a solve that does not converge within
+  Per seed, one `solve.min_bregman_solutions` call solves all potentials (they share the checks
+  of X, its rank and the solver's preconditioner) and, with closed_form.warm_start, starts each
+  from its trained weights (the solution does not depend on the start). Returns, per potential,
+  per-seed lists (Delta-CDF of the exact dual change, dual distance to the trained solution,
+  converged flag), None beyond k, and k; a solve that does not converge within
   closed_form.max_iter Newton steps is kept with converged = False and None values."""
   cf = config.closed_form
   k = cf.num_seeds if n * n * width <= cf.large_cost else cf.large_num_seeds
   k = min(k, config.num_seeds) if cf.enabled else 0
-  dc, dist, ok = [None] * config.num_seeds, [None] * config.num_seeds, [None] * config.num_seeds
+  out = {name: ([None] * config.num_seeds, [None] * config.num_seeds, [None] * config.num_seeds)
+         for name in pots}
+  pot_objs = [potentials.get(name) for name in pots]
   for s in range(k):
     w0s = np.asarray(w0[s], np.float64)
-    sol = solve.min_bregman_solution(pot, np.asarray(X[s], np.float64),
-                                     np.asarray(y[s], np.float64), w0s, tol=cf.tol,
-                                     max_iter=cf.max_iter, raise_on_failure=False)
-    ok[s] = bool(sol.converged)
-    if not sol.converged:
-      logging.warning("closed form for %s, seed %d did not converge (residual %.2e)", pot.name, s,
-                      sol.residual)
-      continue
-    dc[s] = analysis.delta_cdf(analysis.dual_change(pot, w0s, np.asarray(sol.w, np.float64)))
-    d = float(analysis.dual_distance(pot, np.asarray(w_trained[s], np.float64), sol.w, w0s))
-    dist[s] = d if np.isfinite(d) else None  # not finite: training diverged (flagged in the cell)
-  return dc, dist, ok, k
+    trained = [np.asarray(W_trained[s, i], np.float64) for i in range(len(pots))]
+    guesses = None
+    if cf.warm_start:  # a diverged run (not finite) starts from the linearised solution instead
+      guesses = [w if np.all(np.isfinite(w)) and _keeps_signs(p, w, w0s) else None
+                 for p, w in zip(pot_objs, trained)]
+    # X and y as stored (float32, exact in float64; the solver casts, and uses X as it is for
+    # its float32 Hessian products)
+    sols = solve.min_bregman_solutions(pot_objs, X[s], np.asarray(y[s]), w0s,
+                                       tol=cf.tol, max_iter=cf.max_iter, raise_on_failure=False,
+                                       initial_guesses=guesses)
+    for name, pot, sol, w_tr in zip(pots, pot_objs, sols, trained):
+      dc, dist, ok = out[name]
+      ok[s] = bool(sol.converged)
+      if not sol.converged:
+        logging.warning("closed form for %s, seed %d did not converge (residual %.2e)", pot.name,
+                        s, sol.residual)
+        continue
+      dc[s] = analysis.delta_cdf(analysis.dual_change(pot, w0s, np.asarray(sol.w, np.float64)))
+      d = float(analysis.dual_distance(pot, w_tr, sol.w, w0s))
+      dist[s] = d if np.isfinite(d) else None  # not finite: training diverged (flagged in the cell)
+  return out, k
+
+
+def _keeps_signs(pot, w, w0) -> bool:
+  """A usable start under a sign-preserving potential: no zero and no sign change."""
+  return not pot.sign_preserving or bool(np.all(np.sign(w) == np.sign(w0)))
 
 
 def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
@@ -132,7 +153,7 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
   search = linear.search_learning_rate(
       X[-1], y[-1], w0[-1], pots, config.lr_grid, num_steps=config.epochs,
       extra_steps=config.extra_epochs, max_steps=config.max_epochs, target=config.loss_target,
-      momentum=config.momentum)
+      momentum=config.momentum, loss=config.lr_search_loss)
   lrs = [s.learning_rate for s in search]
   steps = [s.num_steps for s in search]
   search_seconds = time.time() - t0
@@ -146,6 +167,9 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
   L = np.concatenate(losses)
   cells = {}
   train_seconds = time.time() - t0
+  t1 = time.time()
+  exact, k = closed_form(config, pots, X, y, w0, W, n, width)
+  closed_form_seconds = time.time() - t1
   for p_index, name in enumerate(pots):
     pot = potentials.get(name)
     w_tr = W[:, p_index]
@@ -154,8 +178,7 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
     dc = analysis.delta_cdf_batch(d)
     dc_centered = analysis.delta_cdf_batch(d, center=True)
     mag = np.asarray(analysis.change_magnitude_raw(pot, jnp.asarray(w0s), jnp.asarray(w_tr)))
-    t1 = time.time()
-    cf_dc, cf_dist, cf_ok, k = closed_form(config, pot, X, y, w0, w_tr, n, width)
+    cf_dc, cf_dist, cf_ok = exact[name]
     cells[name] = {
         "potential": pot.name, "n_d": n_d, "corr_power": corr_power, "width": width, "n_data": n,
         "learning_rate": lrs[p_index], "epochs": steps[p_index],
@@ -168,7 +191,7 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
         # wall times of the group, shared by its potentials (divided evenly)
         "data_seconds": data_seconds / len(pots), "lr_search_seconds": search_seconds / len(pots),
         "train_seconds": train_seconds / len(pots),
-        "closed_form_seconds": time.time() - t1}
+        "closed_form_seconds": closed_form_seconds / len(pots)}
   return cells
 
 
@@ -187,6 +210,9 @@ def _validate(config):
       raise ValueError(f"n_d exponents must be in (0, 1) so that N < D, got {a}.")
   if not config.epochs <= config.max_epochs:
     raise ValueError("epochs must not exceed max_epochs.")
+  if config.lr_search_loss not in linear.LOSSES:
+    raise ValueError(f"lr_search_loss must be one of {linear.LOSSES}, got "
+                     f"{config.lr_search_loss!r}.")
 
 
 def run(config, workdir: str) -> dict:

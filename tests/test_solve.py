@@ -188,6 +188,146 @@ def test_float64_without_x64_flag_and_float32():
 
 
 # ----------------------------------------------------------------------------------------------
+# The matrix-free solver (method="cg", the default) against the dense one it replaced
+# ----------------------------------------------------------------------------------------------
+
+
+def experiment_like(seed, n=60, d=1000):
+  """The linear-regression experiment's kind of problem: noisy inputs, w0 ~ N(0, 1/D), +-1 labels
+  (many weights cross zero under the 3-norm)."""
+  rng = np.random.default_rng(seed)
+  X = rng.standard_normal((n, d)) + 0.5 * rng.uniform(-0.5, 0.5, (n, d))
+  w0 = rng.standard_normal(d) / np.sqrt(d)
+  return X, rng.choice([-1.0, 1.0], n), w0
+
+
+@pytest.mark.parametrize("pot", POTENTIALS, ids=IDS)
+def test_cg_and_dense_methods_give_the_same_solution(pot):
+  X, y, w0 = experiment_like(2, n=40, d=400)
+  if pot.sign_preserving:  # targets reachable with w0's signs
+    y = X @ (w0 * np.exp(0.3 * np.random.default_rng(0).standard_normal(w0.size)))
+  cg = S.min_bregman_solution(pot, X, y, w0)
+  dense = S.min_bregman_solution(pot, X, y, w0, method="dense", max_iter=300)
+  assert cg.converged and dense.converged
+  assert np.max(np.abs(dense.w - w0)) > 1e-2
+  np.testing.assert_allclose(cg.w, dense.w, rtol=0, atol=1e-9 * np.max(np.abs(dense.w)))
+  np.testing.assert_allclose(cg.lam, dense.lam, rtol=0, atol=1e-8 * np.max(np.abs(dense.lam)))
+
+
+def test_three_norm_where_dual_newton_oscillates():
+  """The dual's curvature 1/f'' = 1/(2|w|) blows up where weights cross zero and Newton on lambda
+  alone needs 102 damped steps here; the primal-dual iteration needs about 10."""
+  X, y, w0 = experiment_like(3)
+  dense = S.min_bregman_solution("3-norm", X, y, w0, method="dense", max_iter=300)
+  cg = S.min_bregman_solution("3-norm", X, y, w0)
+  assert dense.iterations > 50 and cg.iterations <= 15
+  np.testing.assert_allclose(cg.w, dense.w, rtol=0, atol=1e-10)
+  # the returned pair satisfies Eq. 13 exactly: w = (f')^{-1}(f'(w0) + X^T lam)
+  pot = P.pnorm(3.0)
+  np.testing.assert_allclose(mirror(pot, cg.w), mirror(pot, w0) + X.T @ cg.lam, rtol=0,
+                             atol=1e-14)
+  assert np.max(np.abs(X @ cg.w - y)) <= 1e-10 * (1 + np.max(np.abs(y)))
+
+
+@pytest.mark.parametrize("name", ["negative_entropy", "2-norm", "3-norm"])
+def test_initial_guess_changes_the_start_not_the_solution(name):
+  """A start near w* (here: mirror descent's trained weights, as in the experiment) saves the
+  3-norm Newton steps; the solution is the same whatever the start (Eq. 8 has one minimiser)."""
+  X, y, w0 = experiment_like(1, n=40, d=600)
+  pot = P.get(name)
+  if pot.sign_preserving:
+    y = X @ (w0 * np.exp(0.3 * np.random.default_rng(0).standard_normal(w0.size)))
+  with jax.enable_x64(True):
+    tx = mdgeom.mirror_descent(pot, optax.cosine_decay_schedule(0.002, 100), momentum=0.9)
+    Xj, yj = jnp.asarray(X), jnp.asarray(y)
+    grad = jax.grad(lambda w: jnp.mean((Xj @ w - yj) ** 2))
+
+    def step(carry, _):
+      w, state = carry
+      u, state = tx.update(grad(w), state, w)
+      return (w + u, state), None
+
+    (w, _), _ = jax.lax.scan(step, (jnp.asarray(w0), tx.init(jnp.asarray(w0))), None, length=100)
+    trained = np.asarray(w)
+  cold = S.min_bregman_solution(pot, X, y, w0)
+  warm = S.min_bregman_solution(pot, X, y, w0, initial_guess=trained)
+  assert np.max(np.abs(trained - cold.w)) > 1e-6  # a guess, not the answer
+  assert warm.converged
+  if name == "3-norm":  # where the linearised start is poor (Eq. 14 is linear in |w|^2)
+    assert warm.iterations < cold.iterations
+  np.testing.assert_allclose(warm.w, cold.w, rtol=0, atol=1e-9 * np.max(np.abs(cold.w)))
+  # a poor guess still converges to the same point
+  far = S.min_bregman_solution(pot, X, y, w0, initial_guess=w0 * 3.0, max_iter=100)
+  np.testing.assert_allclose(far.w, cold.w, rtol=0, atol=1e-9 * np.max(np.abs(cold.w)))
+
+
+def test_several_potentials_in_one_call_equal_single_calls():
+  X, y, w0 = experiment_like(4, n=30, d=300)
+  names = ["2-norm", "3-norm", "hypentropy:0.5"]
+  together = S.min_bregman_solutions(names, X, y, w0, initial_guesses=[None, w0, None])
+  for name, sol in zip(names, together):
+    alone = S.min_bregman_solution(name, X, y, w0)
+    assert sol.converged
+    np.testing.assert_allclose(sol.w, alone.w, rtol=0, atol=1e-10)
+
+
+def test_ill_conditioned_X_uses_float64_hessian_products():
+  """cond(X X^T) ~ 1e8 (rows of very different scales): float32 products cannot resolve it, so
+  the solver keeps them float64 and still meets the tolerance."""
+  X, y, w0 = experiment_like(5, n=20, d=200)
+  X[0] *= 1e4
+  y = X @ w0 + np.random.default_rng(1).choice([-1.0, 1.0], 20)
+  ev = np.linalg.eigvalsh(X @ X.T)
+  assert ev[-1] / ev[0] > 1e6
+  for name in ("negative_entropy", "3-norm"):
+    pot = P.get(name)
+    yy = X @ (w0 * np.exp(0.2 * np.random.default_rng(2).standard_normal(200))) \
+        if pot.sign_preserving else y
+    sol = S.min_bregman_solution(pot, X, yy, w0)
+    dense = S.min_bregman_solution(pot, X, yy, w0, method="dense", max_iter=300)
+    assert sol.converged
+    np.testing.assert_allclose(sol.w, dense.w, rtol=0, atol=1e-8 * np.max(np.abs(dense.w)))
+
+
+def test_cg_options_raise():
+  X, y, w0 = problem()
+  with pytest.raises(ValueError, match="method must be one of"):
+    S.min_bregman_solution("2-norm", X, y, w0, method="lu")
+  with pytest.raises(ValueError, match="initial_guess has shape"):
+    S.min_bregman_solution("2-norm", X, y, w0, initial_guess=w0[:-1])
+  with pytest.raises(ValueError, match='needs method="cg"'):
+    S.min_bregman_solution("2-norm", X, y, w0, initial_guess=w0, method="dense")
+  with pytest.raises(ValueError, match="initial_guess.*exact zeros"):
+    S.min_bregman_solution("negative_entropy", X, y, w0, initial_guess=np.zeros_like(w0))
+  with pytest.raises(ValueError, match="initial_guess.*NaN"):
+    S.min_bregman_solution("3-norm", X, y, w0, initial_guess=np.full_like(w0, np.nan))
+  with pytest.raises(ValueError, match="one initial guess"):
+    S.min_bregman_solutions(["2-norm", "3-norm"], X, y, w0, initial_guesses=[None])
+
+
+@pytest.mark.slow
+def test_paper_scale_largest_cell():
+  """D = 2e4, N = D^0.75 = 1681 (the paper's largest cell, the experiment's own data): every
+  potential converges, in few Newton steps, and satisfies Eq. 13 (benchmarks/closed_form.py
+  times it against the dense solver)."""
+  from configs import linear_regression as lr_config
+  from experiments import linear_regression
+  config = lr_config.get_config("paper")
+  config.num_seeds = 1
+  X, y, w0 = linear_regression.make_data(config, 1, 0.75, 20_000)
+  X, y, w0 = np.asarray(X[0]), np.asarray(y[0], np.float64), np.asarray(w0[0], np.float64)
+  names = ["negative_entropy", "2-norm", "3-norm"]
+  sols = S.min_bregman_solutions(names, X, y, w0, tol=1e-9, max_iter=300)
+  X64 = X.astype(np.float64)
+  for name, sol in zip(names, sols):
+    pot = P.get(name)
+    assert sol.converged and sol.iterations <= 20, (name, sol.iterations)
+    assert np.max(np.abs(X64 @ sol.w - y)) <= 1e-9 * (1 + np.max(np.abs(y)))
+    delta = mirror(pot, sol.w) - mirror(pot, w0)
+    np.testing.assert_allclose(X64.T @ sol.lam, delta, rtol=0, atol=1e-9 * np.abs(delta).max())
+
+
+# ----------------------------------------------------------------------------------------------
 # Errors
 # ----------------------------------------------------------------------------------------------
 
@@ -312,6 +452,27 @@ def test_network_solutions_match_dense_jacobian(case, potential):
     assert np.max(np.abs(J @ (w_net - w0) - (y - J @ w0))) <= 1e-9 * (1 + np.abs(targets).max())
     if exact:
       assert net.iterations >= 1
+
+
+def test_network_solution_compiles_once_per_shape():
+  """The compiled program is cached by apply_fn and the shapes: a second call with the same shapes
+  (other values) traces apply_fn no more. Before, every call traced and compiled afresh (~2 s)."""
+  traces = []
+
+  def apply(p, inp):
+    traces.append(1)  # runs only while JAX traces
+    return jnp.tanh(inp @ p["W"]) @ p["v"]
+
+  _, params, x = plain_case(seed=0)
+  _, params2, x2 = plain_case(seed=1)
+  for exact in (False, True):
+    S.linearized_network_solution(apply, params, x, np.ones(4), "3-norm", exact=exact)
+    before = len(traces)
+    assert before > 0
+    sol = S.linearized_network_solution(apply, params2, x2, -np.ones(4), "3-norm", exact=exact)
+    assert sol.converged and len(traces) == before
+  S.linearized_network_solution(apply, params, x[:3], np.ones(3), "3-norm")  # new shapes
+  assert len(traces) > before
 
 
 def test_network_invalid_inputs_raise():
