@@ -38,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from absl import logging
 
+from configs import linear_regression as lr_config
 from experiments import _cli
 from mdgeom import analysis, linear, potentials, results, solve
 from mdgeom.data import regression_problem
@@ -196,23 +197,27 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
 
 
 def _validate(config):
+  """Everything the run needs, before any group: keys, types, finite values, non-empty lists."""
+  _cli.check_config(config, lr_config.get_config(), where=" of configs/linear_regression.py")
   if config.prng_impl not in PRNG_IMPLS:
-    raise ValueError(f"prng_impl must be one of {PRNG_IMPLS}, got {config.prng_impl!r}.")
-  for name in config.potentials:
-    potentials.get(name)
+    raise _cli.ConfigError(f"config.prng_impl must be one of {PRNG_IMPLS}, got "
+                           f"{config.prng_impl!r}.")
+  _cli.check_potentials(config, "potentials")
   if config.num_seeds < 1:
-    raise ValueError("num_seeds must be at least 1.")
+    raise _cli.ConfigError(f"config.num_seeds must be at least 1, got {config.num_seeds!r}.")
   for w in config.widths:
     if w < 2:
-      raise ValueError(f"widths must be >= 2, got {w}.")
+      raise _cli.ConfigError(f"config.widths must be >= 2, got {w}.")
   for a in config.n_d_exponents:
     if not 0 < a < 1:
-      raise ValueError(f"n_d exponents must be in (0, 1) so that N < D, got {a}.")
+      raise _cli.ConfigError(f"config.n_d_exponents must be in (0, 1) so that N < D, got {a}.")
   if not config.epochs <= config.max_epochs:
-    raise ValueError("epochs must not exceed max_epochs.")
+    raise _cli.ConfigError(f"config.epochs ({config.epochs}) must not exceed config.max_epochs "
+                           f"({config.max_epochs}).")
   if config.lr_search_loss not in linear.LOSSES:
-    raise ValueError(f"lr_search_loss must be one of {linear.LOSSES}, got "
-                     f"{config.lr_search_loss!r}.")
+    raise _cli.ConfigError(f"config.lr_search_loss must be one of {linear.LOSSES}, got "
+                           f"{config.lr_search_loss!r}.")
+  _cli.finite_positive(config, "loss_target", "closed_form.tol")
 
 
 def run(config, workdir: str) -> dict:

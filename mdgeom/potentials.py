@@ -427,7 +427,12 @@ def pnorm(p) -> Potential:
   `p` may be a traced array (e.g. to vmap over a scan of p); it is validated when concrete.
   """
   if _checks.is_concrete(p):
-    p_val = float(np.asarray(p))
+    arr = np.asarray(p)
+    if arr.shape != () or not (np.issubdtype(arr.dtype, np.integer)
+                               or np.issubdtype(arr.dtype, np.floating)):
+      raise TypeError(f"pnorm needs one real number p > 1, got {p!r} (type "
+                      f"{type(p).__name__}).")
+    p_val = float(arr)
     if not math.isfinite(p_val) or p_val <= 1.0:
       raise ValueError(f"pnorm needs a finite p > 1 (got p = {p_val}): |w|^p / p is not strictly "
                        "convex for p <= 1, so the mirror map is not invertible.")

@@ -218,6 +218,13 @@ def test_pnorm_rejects_p_at_most_one():
       P.pnorm(p)
 
 
+@pytest.mark.parametrize("bad", [1 + 2j, np.complex64(3.0), "3", [2.0, 3.0], True, None])
+def test_pnorm_rejects_what_is_not_one_real_number(bad):
+  # a complex p used to lose its imaginary part silently, a string to fail inside float()
+  with pytest.raises(TypeError, match="one real number p > 1"):
+    P.pnorm(bad)
+
+
 def test_register_user_potential():
   quartic = P.potential(lambda w: w**4 / 4 + w**2 / 2, name="quartic")
   P.register("quartic", quartic)

@@ -25,10 +25,11 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from configs import finetune_default
+from configs import linear_regression as lr_config
 from configs import regimes as regimes_config
 from configs import robustness as robustness_config
 from configs import synaptic as synaptic_config
-from experiments import _cli, finetune, regimes, robustness, synaptic_data
+from experiments import _cli, finetune, linear_regression, regimes, robustness, synaptic_data
 from mdgeom import results
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -48,6 +49,7 @@ EXPERIMENTS = {
     "robustness": (robustness.run, lambda: robustness_config.get_config("small"), ()),
     "regimes": (regimes.run, lambda: regimes_config.get_config("small"), ()),
     "finetune": (finetune.run, _finetune_config, ()),
+    "linear_regression": (linear_regression.run, lambda: lr_config.get_config("small"), ()),
     "synaptic_data": (synaptic_data.run, lambda: synaptic_config.get_config("quick"),
                       ("euclidean_constants",)),
 }

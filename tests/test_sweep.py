@@ -1,7 +1,8 @@
 """Sweeps shared by several workers (mdgeom.results): claims created with O_EXCL, expired claims
 of dead workers taken over, cells that wait for the cells they need, --merge; and three worker
 processes running the robustness experiment on one workdir give the results of one process, a
-worker killed mid-cell leaving its cell to another."""
+worker killed mid-cell leaving its cell to another; and three workers split the linear-regression
+grid (slow)."""
 
 import glob
 import json
@@ -254,6 +255,35 @@ def test_a_worker_killed_mid_cell_leaves_the_cell_to_another(robustness_single, 
   assert cell["worker"]["pid"] == other.pid
   assert _values(tmp_path / "results.json") == _values(robustness_single / "results.json")
   assert not glob.glob(str(tmp_path / "cells" / "*.lock.*"))
+
+
+LINREG = ["-m", "experiments.linear_regression", "--config=configs/linear_regression.py:small"]
+
+
+def _without_times(value):
+  """A result with its wall-time fields (which differ between runs) removed."""
+  if isinstance(value, dict):
+    return {k: _without_times(v) for k, v in value.items()
+            if not k.endswith("_seconds") and k not in ("wall_time_s", "worker")}
+  if isinstance(value, list):
+    return [_without_times(v) for v in value]
+  return value
+
+
+@pytest.mark.slow
+def test_three_workers_split_the_linear_regression_grid(tmp_path):
+  """The :small Fig. 6 grid (16 groups of 3 potentials) run by three workers at once gives the
+  results of one worker; every group is computed once (one worker per cell file, no lock left)."""
+  _workers(tmp_path / "single", 1, LINREG)
+  procs = _workers(tmp_path / "three", 3, LINREG)
+  one = _without_times(results.read_json(tmp_path / "single" / "results.json"))
+  three = _without_times(results.read_json(tmp_path / "three" / "results.json"))
+  assert len(three["cells"]) == 48
+  assert three == one
+  cells = [results.read_json(p) for p in glob.glob(str(tmp_path / "three" / "cells" / "*.json"))]
+  assert {c["worker"]["pid"] for c in cells} <= {p.pid for p in procs}
+  assert len({c["worker"]["pid"] for c in cells}) >= 2  # the grid was shared
+  assert not glob.glob(str(tmp_path / "three" / "cells" / "*.lock.*"))
 
 
 def test_slurm_script_commands_parse(tmp_path):

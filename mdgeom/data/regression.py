@@ -50,11 +50,13 @@ import functools
 import logging
 import math
 import operator
+import os
 from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import scipy.fft
 import scipy.linalg
 
 from mdgeom import _checks
@@ -154,7 +156,16 @@ class Embedding:
     num = _count(num, "the number of samples num")
     if self.method == "dense":
       return _sample_dense(key, jnp.asarray(self.cholesky, jnp.float32), num)
-    return _sample_circulant(key, _sqrt_weights(self), num, self.dim)
+    sqrt_weights = _sqrt_weights(self)
+    if isinstance(key, jax.core.Tracer) or jax.default_backend() != "cpu":
+      return _sample_circulant(key, sqrt_weights, num, self.dim)
+    # On the CPU the FFT runs in scipy: XLA:CPU's FFT splits a batch of rows among the threads
+    # that are free, so its rounding changed from run to run under load (the inputs of one seed
+    # differed in the last bit, and so did everything trained on them); scipy's split is static.
+    # The two agree to float32 rounding (~1e-7 relative); each is deterministic on its own.
+    w = np.asarray(_circulant_weights(key, sqrt_weights, num))
+    z = scipy.fft.fft(w, axis=-1, workers=os.cpu_count() or 1)[:, :self.dim]
+    return jnp.asarray(np.concatenate([z.real, z.imag], axis=0)[:num])
 
 
 def _sqrt_weights(emb: Embedding) -> Array:
@@ -308,13 +319,19 @@ def embedding_for(dim: int, power: float, scale: float = 1.0) -> Embedding:
 # ----------------------------------------------------------------------------------------------
 
 
-@functools.partial(jax.jit, static_argnums=(2, 3))
-def _sample_circulant(key, sqrt_weights: Array, num: int, dim: int) -> Array:
-  """(num, dim) N(0, T) rows from sqrt(lambda / M): first dim entries of Re and Im of F w."""
+@functools.partial(jax.jit, static_argnums=(2,))
+def _circulant_weights(key, sqrt_weights: Array, num: int) -> Array:
+  """((num + 1) // 2, M) complex w * sqrt(2 lambda / M), w standard complex normal."""
   half = (num + 1) // 2
   # JAX's complex normal has E|w|^2 = 1 (variance 1/2 per part); a + i b needs 1 per part.
   w = jax.random.normal(key, (half, sqrt_weights.size), jnp.complex64)
-  z = jnp.fft.fft(w * (math.sqrt(2.0) * sqrt_weights), axis=-1)[:, :dim]
+  return w * (math.sqrt(2.0) * sqrt_weights)
+
+
+@functools.partial(jax.jit, static_argnums=(2, 3))
+def _sample_circulant(key, sqrt_weights: Array, num: int, dim: int) -> Array:
+  """(num, dim) N(0, T) rows from sqrt(lambda / M): first dim entries of Re and Im of F w."""
+  z = jnp.fft.fft(_circulant_weights(key, sqrt_weights, num), axis=-1)[:, :dim]
   # Re z and Im z are independent: both halves of every draw are used.
   return jnp.concatenate([z.real, z.imag], axis=0)[:num]
 
