@@ -126,3 +126,10 @@ def check_same_shape(a: Any, b: Any, what_a: str, what_b: str) -> None:
   sa, sb = np.shape(a), np.shape(b)
   if sa != sb:
     raise ValueError(f"shape mismatch: {what_a} has shape {sa} but {what_b} has shape {sb}.")
+
+
+def first_items(items: list, limit: int, sep: str, what: str = "") -> str:
+  """The first `limit` items joined by `sep`, and how many more there are (for error messages
+  that list offending entries)."""
+  more = f"{sep}... and {len(items) - limit} more{what}" if len(items) > limit else ""
+  return sep.join(items[:limit]) + more

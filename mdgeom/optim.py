@@ -387,8 +387,7 @@ def check_finite(params, state=None, *, potential=None) -> None:
       except NonFiniteError as e:
         found.append(str(e).split(";")[0])
   if found:
-    shown = "\n  ".join(found[:20]) + (f"\n  ... and {len(found) - 20} more" if len(found) > 20
-                                       else "")
+    shown = _checks.first_items(found, 20, "\n  ")
     raise NonFiniteError(
         f"training produced non-finite values in {len(found)} arrays:\n  {shown}\nFind the first "
         "bad step with mirror_descent(..., check_finite=True) (it names the cause), or skip such "

@@ -23,6 +23,8 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from mdgeom import _checks
+
 _LEAF = {("params", "kernel"): "weight", ("params", "scale"): "weight",
          ("params", "bias"): "bias", ("batch_stats", "mean"): "running_mean",
          ("batch_stats", "var"): "running_var"}
@@ -151,8 +153,7 @@ def _check_finite_tensors(sd: Mapping[str, np.ndarray], path: str, how_to_get: s
       n_nan = int(np.isnan(a).sum())
       bad.append(f"{key!r}: {n_nan} NaN, {int((~finite).sum()) - n_nan} Inf of {a.size}")
   if bad:
-    shown = "; ".join(bad[:10]) + (f"; ... and {len(bad) - 10} more tensors" if len(bad) > 10
-                                   else "")
+    shown = _checks.first_items(bad, 10, "; ", " tensors")
     raise CheckpointError(
         f"checkpoint {path} holds non-finite values in {len(bad)} tensors ({shown}): it was saved "
         "from a diverged run or is corrupt, and loading it would give NaN outputs."
