@@ -2,7 +2,7 @@
 
     m_{t+1} = mu m_t + g_t                                  (heavy ball, as torch.optim.SGD / optax.sgd)
     d_t     = m_{t+1}          (or g_t + mu m_{t+1} with nesterov=True; d_t = g_t without momentum)
-    w_{t+1} = (grad phi)^{-1}( grad phi(w_t) - eta_t d_t )   (Eq. 6 with the momentum buffer, SPEC 1)
+    w_{t+1} = (grad phi)^{-1}( grad phi(w_t) - eta_t d_t )   (Eq. 6, docs/theory.md)
 
 The transformation returns updates = w_{t+1} - w_t, so `optax.apply_updates` gives w_{t+1}; it
 composes with `optax.chain`, `optax.masked`, `optax.partition` and `optax.inject_hyperparams`.
@@ -239,7 +239,7 @@ def mirror_descent(
     *,
     check_finite: bool = False,
 ) -> optax.GradientTransformation:
-  """Mirror descent under `potential` (SPEC section 1, Eq. 5-7) with heavy-ball momentum.
+  """Mirror descent under `potential` (Eq. 5-7; docs/theory.md) with heavy-ball momentum.
 
   Args:
     potential: a Potential or a name for `potentials.get` ("2-norm", "negative_entropy", ...).
