@@ -25,7 +25,7 @@ def get_config():
   config.model_kwargs = ml_collections.ConfigDict()  # extra arguments of models.get, e.g. hidden
   config.trained_potentials = PAPER_TRAINED
   config.hypothesized_potentials = PAPER_HYPOTHESIZED
-  config.seeds = (0, 1, 2)          # one finetuning subset and batch order per seed
+  config.seeds = (0, 1, 2, 3, 4)    # one finetuning subset and batch order per seed (>= 5)
   config.progress = True
 
   config.data = ml_collections.ConfigDict()

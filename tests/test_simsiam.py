@@ -9,6 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import finetune_default
 from configs import simsiam as simsiam_config
 from experiments import finetune_ssl
 from mdgeom import models, results
@@ -190,6 +191,9 @@ def test_tiny_run_layout_no_accuracy_and_figure(tmp_path):
 def test_configs():
   bare = simsiam_config.get_config()
   assert bare.architectures == ("simsiam_small",) and bare.search.epochs == 50
+  # the paper's protocol in the bare run: its learning-rate grid and at least 5 seeds
+  assert bare.search.learning_rates == finetune_default.get_config().search.learning_rates
+  assert len(bare.seeds) >= 5
   paper = simsiam_config.get_config("imagenet")
   assert paper.architectures == ("simsiam_resnet50",) and paper.data.source == "imagenet"
   assert paper.pretrain.checkpoint_pattern == "checkpoint_0099.pth.tar"
