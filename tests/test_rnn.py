@@ -8,6 +8,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from configs import finetune_default
 from configs import rnn as rnn_config
 from experiments import finetune_rnn
 from mdgeom import models, results
@@ -121,6 +122,11 @@ def test_configs():
   assert bare.architectures == ("rnn100", "rnn1000") and bare.data.source == "mnist5k"
   full = rnn_config.get_config("mnist")
   assert full.data.source == "mnist_tfds" and len(full.seeds) == 10
+  protocol = rnn_config.get_config("full")  # the paper's protocol on the embedded digits
+  default = finetune_default.get_config()
+  assert protocol.data.source == "mnist5k" and len(protocol.seeds) >= 5
+  assert protocol.search.learning_rates == default.search.learning_rates
+  assert (protocol.search.epochs, protocol.search.max_extensions) == (30, 4)
   with pytest.raises(ValueError, match="unknown variant"):
     rnn_config.get_config("bogus")
 
