@@ -6,7 +6,7 @@ issue 12 against the current one, on the same problems in one run.
 
 For each seed and potential (negative entropy, 2-norm, 3-norm), `mdgeom.min_bregman_solution` with
   dense   method="dense": dual Newton, X H^{-1} X^T formed and Cholesky-factorised at every step
-          (the solver before issue 12, kept for this comparison),
+          (the method before issue 12; now the same Newton loop as cg, with a direct inner solve),
   cg      method="cg" (the default): matrix-free inexact Newton, preconditioned CG inside, Hessian
           products in float32, primal-dual iteration for the 3-norm,
   cg+w    method="cg" started from the trained weights (initial_guess), as the experiment does,
@@ -15,8 +15,8 @@ checks of X, its rank and the preconditioner shared), the experiment's cost per 
 time per call, Newton steps, residual max|X w - y|, max|w_dense - w_cg| (and |w_cg - w_cg+w|),
 and the ratio of times. Compilation is excluded: every jitted solver first runs once on the same
 shapes with y = X w0 (which converges at once). The problems are the experiment's own
-(`experiments.linear_regression.make_data`); the trained weights come from its learning-rate
-search on the held-out seed and `mdgeom.linear.fit`, as in the experiment.
+(`experiments.linear_regression.make_data`), and so are the trained weights and the starts made
+from them (`train`, `warm_starts`).
 
 Other jobs on a shared machine slow both solvers, not always alike: the load average is printed
 before and after; compare ratios within one run, and absolute times only from a quiet run.
@@ -33,7 +33,7 @@ import numpy as np
 
 from configs import linear_regression as lr_config
 from experiments import linear_regression
-from mdgeom import linear, potentials, solve
+from mdgeom import potentials, solve
 
 POTENTIALS = ("negative_entropy", "2-norm", "3-norm")
 
@@ -49,19 +49,14 @@ def _timed(fn, *args, **kwargs):
 
 
 def problems(width: int, n_d: float, corr: int, seeds: int):
-  """(X, y, w0) for `seeds` seeds of one cell, and the trained weights (seeds, potentials, D)."""
+  """(X, y, w0) for `seeds` seeds of one cell, and the trained weights (seeds, potentials, D),
+  made by the experiment's own code (experiments.linear_regression.make_data and train)."""
   config = lr_config.get_config("paper")
   config.num_seeds = seeds
   X, y, w0 = linear_regression.make_data(config, corr, n_d, width)
-  search = linear.search_learning_rate(
-      X[-1], y[-1], w0[-1], POTENTIALS, config.lr_grid, num_steps=config.epochs,
-      extra_steps=config.extra_epochs, max_steps=config.max_epochs, target=config.loss_target,
-      momentum=config.momentum)
-  trained = linear.fit(X[:seeds], y[:seeds], w0[:seeds], POTENTIALS,
-                       [s.learning_rate for s in search], [s.num_steps for s in search],
-                       config.momentum)
+  _, trained, _, _ = linear_regression.train(config, X, y, w0, POTENTIALS, X.shape[1], width)
   return (np.asarray(X[:seeds]), np.asarray(y[:seeds], np.float64),
-          np.asarray(w0[:seeds], np.float64), np.asarray(trained.weights, np.float64), config)
+          np.asarray(w0[:seeds], np.float64), np.asarray(trained, np.float64), config)
 
 
 def main():
@@ -96,7 +91,8 @@ def main():
       for i, name in enumerate(POTENTIALS):
         problem = (name, X[s], y[s], w0[s])
         t_cg, cg = _timed(solve.min_bregman_solution, *problem, **kw)
-        t_w, cgw = _timed(solve.min_bregman_solution, *problem, initial_guess=trained[s, i], **kw)
+        guess = linear_regression.warm_starts([potentials.get(name)], [trained[s, i]], w0[s])[0]
+        t_w, cgw = _timed(solve.min_bregman_solution, *problem, initial_guess=guess, **kw)
         if args.skip_dense:
           t_d, dense = float("nan"), None
         else:
@@ -112,7 +108,8 @@ def main():
         rows.append((corr, name, t_d, t_cg, t_w, diff))
       pots = [potentials.get(p) for p in POTENTIALS]
       t_all, sols = _timed(solve.min_bregman_solutions, pots, X[s], y[s], w0[s],
-                           initial_guesses=list(trained[s]), **kw)
+                           initial_guesses=linear_regression.warm_starts(pots, trained[s], w0[s]),
+                           **kw)
       print(f"{s:>4} all three in one call from the trained weights: {t_all:.2f} s (steps "
             f"{'/'.join(str(x.iterations) for x in sols)}; converged "
             f"{all(x.converged for x in sols)})", flush=True)

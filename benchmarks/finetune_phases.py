@@ -13,21 +13,20 @@ time is not recorded, so compare runs made alike.
 from __future__ import annotations
 
 import argparse
-import json
-import os
+
+from mdgeom import results
 
 PHASES = ("pretrain", "search", "finetune", "analysis")
 
 
 def rows(path: str) -> list[str]:
-  with open(path) as f:
-    res = json.load(f)
+  res = results.read_results(path)
   out = []
   seeds = len(res.get("config", {}).get("seeds", ()))
   for arch, phases in res.get("phase_seconds", {}).items():
     total = sum(phases.get(p, 0.0) for p in PHASES)
     cells = " ".join(f"{phases.get(p, float('nan')):>9.0f}" for p in PHASES)
-    out.append(f"{os.path.dirname(path) or '.':<28} {arch:<15} {seeds:>5} {cells} {total:>9.0f}")
+    out.append(f"{path:<28} {arch:<15} {seeds:>5} {cells} {total:>9.0f}")
   if not out:
     out.append(f"{path}: no phase_seconds (a run from before they were recorded)")
   wall = res.get("wall_time_s")
@@ -43,9 +42,11 @@ def main(argv=None):
   print(f"{'run':<28} {'architecture':<15} {'seeds':>5} " +
         " ".join(f"{p:>9}" for p in PHASES) + f" {'total':>9}   (seconds)")
   for run in args.runs:
-    path = os.path.join(run, "results.json") if os.path.isdir(run) else run
-    print("\n".join(rows(path)))
+    print("\n".join(rows(run)))
 
 
 if __name__ == "__main__":
-  main()
+  try:
+    main()
+  except (FileNotFoundError, results.ResultFileError) as e:
+    raise SystemExit(f"error: {e}") from None

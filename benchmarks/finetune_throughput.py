@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import argparse
 import concurrent.futures
-import json
 import os
 import platform
 import statistics
@@ -53,7 +52,7 @@ import optax  # noqa: E402
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from mdgeom import models, train  # noqa: E402
+from mdgeom import models, results, train  # noqa: E402
 from mdgeom.optim import mirror_descent  # noqa: E402
 
 OPTIMIZERS = ("optax.sgd", "2-norm", "negative_entropy", "3-norm")
@@ -273,8 +272,7 @@ def main(argv=None):
     print(f"paper-shaped cell skipped: {left:.0f} s left of 8 minutes (< --cell-budget)")
   report["total_s"] = time.perf_counter() - start
   if a.out:
-    with open(a.out, "w") as f:
-      json.dump(report, f, indent=1)
+    results.write_json_atomic(a.out, report)
   return report
 
 

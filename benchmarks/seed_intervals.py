@@ -17,10 +17,11 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 
 import numpy as np
 import scipy.stats
+
+from mdgeom import results
 
 STATS = {"pooled": "delta_cdf", "centred": "delta_cdf_centered", "units": "delta_cdf_units"}
 
@@ -50,13 +51,15 @@ def report(res: dict, stat: str) -> list[str]:
   for arch, by_trained in res[key].items():
     for trained, by_hyp in by_trained.items():
       table = {h: _as_array(v) for h, v in by_hyp.items()}
+      if not table:
+        continue
       seeds = len(next(iter(table.values())))
       lines.append(f"  {arch}, trained {trained}, {stat} statistic, {seeds} seeds:")
       for h, v in table.items():
         m, lo, hi = t_interval(v)
         lines.append(f"    {h:<17} {m:.4f}  [{lo:.4f}, {hi:.4f}]")
-      if trained not in table:
-        continue
+      if trained not in table or len(table) < 2:
+        continue  # (no rival hypothesis to compare with)
       own = table[trained]
       rivals = {h: v for h, v in table.items() if h != trained}
       rival = min(rivals, key=lambda h: np.nanmean(rivals[h]))
@@ -77,14 +80,14 @@ def main(argv=None):
                       help="statistics to report (default: all three)")
   args = parser.parse_args(argv)
   for run in args.runs:
-    path = os.path.join(run, "results.json") if os.path.isdir(run) else run
-    with open(path) as f:
-      res = json.load(f)
-    epochs = res.get("epochs")
-    print(f"{path}: epochs {json.dumps(epochs)}")
+    res = results.read_results(run)
+    print(f"{run}: epochs {json.dumps(res.get('epochs'))}")
     for stat in args.stat or ("pooled", "centred", "units"):
       print("\n".join(report(res, stat)))
 
 
 if __name__ == "__main__":
-  main()
+  try:
+    main()
+  except (FileNotFoundError, results.ResultFileError) as e:
+    raise SystemExit(f"error: {e}") from None

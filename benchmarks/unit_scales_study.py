@@ -64,7 +64,7 @@ MODELS = ("pooled", "units-rms", "units-abs", "rows", "cols", "layers")
 
 
 def study(workdir: str) -> dict:
-  res = results.read_json(os.path.join(workdir, "results.json"))
+  res = results.read_results(workdir)
   cfg = res["config"]
   hyp = res["hypothesized_potentials"]
   out = {}

@@ -36,8 +36,6 @@ def get_config(variant: str = "paper"):
   # the trained weights) takes ~1-3 s per seed for all three potentials at D = 2e4, N = 1681
   # (benchmarks/closed_form.py), so every seed of every cell is compared.
   config.closed_form.num_seeds = 30       # seeds compared with the exact solution (Eq. 8/13)
-  config.closed_form.large_num_seeds = 30  # ... in cells whose dense Newton step would cost more
-  config.closed_form.large_cost = 2e9     # than this many N^2 D flops (for slower solvers)
   config.closed_form.tol = 1e-9           # constraint residual (relative to max |y|), float64
   config.closed_form.max_iter = 300       # Newton steps (3-10 are typical)
   config.closed_form.warm_start = True    # start Newton from the trained weights

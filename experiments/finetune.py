@@ -46,7 +46,6 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
-import socket
 import time
 
 import jax
@@ -155,24 +154,20 @@ def _save_initial(workdir: str, arch: str, variables, fp: str) -> None:
   results.write_json_atomic(meta, {"fingerprint": fp})
 
 
-def _write_bytes_atomic(path: str, data: bytes) -> None:
-  if not results.is_primary():  # (a multi-host program: process 0 writes)
-    return
-  os.makedirs(os.path.dirname(path), exist_ok=True)
-  # (host and pid: workers of a sweep on several hosts may write the same file at once)
-  tmp = f"{path}.tmp-{socket.gethostname()}-{os.getpid()}"
-  with open(tmp, "wb") as f:
-    f.write(data)
-  os.replace(tmp, path)
-
-
 def save_variables(path: str, variables) -> None:
-  _write_bytes_atomic(path, serialization.to_bytes(jax.device_get(variables)))
+  results.write_bytes_atomic(path, serialization.to_bytes(jax.device_get(variables)))
 
 
 def load_variables(path: str, target):
+  """Variables saved by `save_variables`; ResultFileError naming the file when it cannot be read
+  into `target`'s structure (truncated, or from another network)."""
   with open(path, "rb") as f:
-    return serialization.from_bytes(target, f.read())
+    data = f.read()
+  try:
+    return serialization.from_bytes(target, data)
+  except Exception as e:  # msgpack and flax raise several types for damaged or foreign files
+    raise results.ResultFileError(f"{path} cannot be read as the variables of this network "
+                                  f"({type(e).__name__}: {e}); delete it to recompute it.") from e
 
 
 # ------------------------------------------------------------------------------------------
@@ -248,8 +243,12 @@ def _pretrained(config, model, source, workdir, task, task_id: str = "classifica
   hit = isinstance(info, dict) and info.get("fingerprint") == fp
   if results.agreed(hit):  # (process 0 decides for every process of a multi-host program)
     info = info if hit else results.read_json(jpath)
-    logging.info("%s: pretrained network loaded from %s", model.name, vpath)
-    return load_variables(vpath, variables), info["value"]
+    try:
+      loaded = load_variables(vpath, variables)
+      logging.info("%s: pretrained network loaded from %s", model.name, vpath)
+      return loaded, info["value"]
+    except results.ResultFileError as e:  # e.g. truncated by a killed run: pretrain again
+      logging.warning("%s", e)
   if results.sweep_settings()["merge_only"]:
     raise RuntimeError(f"{model.name}: no pretrained network in {folder}, so no finished cells "
                        "to merge (--merge computes nothing).")
@@ -446,10 +445,13 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
   for arch in archs:
     model = models.get(arch, num_classes=config.data.num_classes, **_model_kwargs(config))
     task = task_fn(model, config, "finetune")
-    # (one worker of a sweep pretrains, the others wait and load its network)
-    with results.exclusive(os.path.join(workdir, "pretrained"), arch):
-      variables, info = _pretrained(config, model, source, workdir,
-                                    task_fn(model, config, "pretrain"), task_id)
+    pretrain = lambda: _pretrained(config, model, source, workdir,
+                                   task_fn(model, config, "pretrain"), task_id)
+    if source.pretrain is None:  # weights imported from a file: every worker reads its own
+      variables, info = pretrain()
+    else:  # one worker of a sweep pretrains, the others wait and load its network
+      with results.exclusive(os.path.join(workdir, "pretrained"), arch):
+        variables, info = pretrain()
     d, n = sizes[arch]
     init_fp = variables_fingerprint(variables)
     _save_initial(workdir, arch, variables, init_fp)

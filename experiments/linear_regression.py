@@ -98,7 +98,7 @@ def _seed_batches(config, n, width):
   return [range(i, min(i + size, config.num_seeds)) for i in range(0, config.num_seeds, size)]
 
 
-def closed_form(config, pots, X, y, w0, W_trained, n, width):
+def closed_form(config, pots, X, y, w0, W_trained):
   """Exact solutions (Eq. 8/13) for the first k seeds, every potential of the group.
 
   Per seed, one `solve.min_bregman_solutions` call solves all potentials (they share the checks
@@ -108,18 +108,14 @@ def closed_form(config, pots, X, y, w0, W_trained, n, width):
   converged flag), None beyond k, and k; a solve that does not converge within
   closed_form.max_iter Newton steps is kept with converged = False and None values."""
   cf = config.closed_form
-  k = cf.num_seeds if n * n * width <= cf.large_cost else cf.large_num_seeds
-  k = min(k, config.num_seeds) if cf.enabled else 0
+  k = min(cf.num_seeds, config.num_seeds) if cf.enabled else 0
   out = {name: ([None] * config.num_seeds, [None] * config.num_seeds, [None] * config.num_seeds)
          for name in pots}
   pot_objs = [potentials.get(name) for name in pots]
   for s in range(k):
     w0s = np.asarray(w0[s], np.float64)
     trained = [np.asarray(W_trained[s, i], np.float64) for i in range(len(pots))]
-    guesses = None
-    if cf.warm_start:  # a diverged run (not finite) starts from the linearised solution instead
-      guesses = [w if np.all(np.isfinite(w)) and _keeps_signs(p, w, w0s) else None
-                 for p, w in zip(pot_objs, trained)]
+    guesses = warm_starts(pot_objs, trained, w0s) if cf.warm_start else None
     # X and y as stored (float32, exact in float64; the solver casts, and uses X as it is for
     # its float32 Hessian products)
     sols = solve.min_bregman_solutions(pot_objs, X[s], np.asarray(y[s]), w0s,
@@ -138,9 +134,34 @@ def closed_form(config, pots, X, y, w0, W_trained, n, width):
   return out, k
 
 
-def _keeps_signs(pot, w, w0) -> bool:
-  """A usable start under a sign-preserving potential: no zero and no sign change."""
-  return not pot.sign_preserving or bool(np.all(np.sign(w) == np.sign(w0)))
+def warm_starts(pots, trained, w0) -> list:
+  """Each potential's trained weights as the exact solver's start, or None (the linearised start)
+  where they are unusable: not finite (a diverged run), or, under a sign-preserving potential, a
+  zero or a sign change."""
+  return [w if np.all(np.isfinite(w)) and (not p.sign_preserving
+                                           or bool(np.all(np.sign(w) == np.sign(w0)))) else None
+          for p, w in zip(pots, trained)]
+
+
+def train(config, X, y, w0, pots, n, width):
+  """The learning-rate search on the held-out last seed, then every seed trained with the chosen
+  rates (vmapped in batches of seeds). Returns (search results, weights (seeds, P, D), final
+  losses (seeds, P), seconds the search took)."""
+  t0 = time.time()
+  search = linear.search_learning_rate(
+      X[-1], y[-1], w0[-1], pots, config.lr_grid, num_steps=config.epochs,
+      extra_steps=config.extra_epochs, max_steps=config.max_epochs, target=config.loss_target,
+      momentum=config.momentum, loss=config.lr_search_loss)
+  search_seconds = time.time() - t0
+  lrs = [s.learning_rate for s in search]
+  steps = [s.num_steps for s in search]
+  weights, losses = [], []
+  for batch in _seed_batches(config, n, width):
+    idx = np.asarray(batch)
+    out = linear.fit(X[idx], y[idx], w0[idx], pots, lrs, steps, config.momentum)
+    weights.append(np.asarray(out.weights))  # (seeds, P, D)
+    losses.append(np.asarray(out.loss))
+  return search, np.concatenate(weights), np.concatenate(losses), search_seconds
 
 
 def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
@@ -151,25 +172,13 @@ def run_group(config, corr_power, n_d, width, pots, pool=None) -> dict:
   jax.block_until_ready(X)
   t0 = time.time()
   data_seconds = t0 - t_data
-  search = linear.search_learning_rate(
-      X[-1], y[-1], w0[-1], pots, config.lr_grid, num_steps=config.epochs,
-      extra_steps=config.extra_epochs, max_steps=config.max_epochs, target=config.loss_target,
-      momentum=config.momentum, loss=config.lr_search_loss)
+  search, W, L, search_seconds = train(config, X, y, w0, pots, n, width)
   lrs = [s.learning_rate for s in search]
   steps = [s.num_steps for s in search]
-  search_seconds = time.time() - t0
-  weights, losses = [], []
-  for batch in _seed_batches(config, n, width):
-    idx = np.asarray(batch)
-    out = linear.fit(X[idx], y[idx], w0[idx], pots, lrs, steps, config.momentum)
-    weights.append(np.asarray(out.weights))  # (seeds, P, D)
-    losses.append(np.asarray(out.loss))
-  W = np.concatenate(weights)
-  L = np.concatenate(losses)
   cells = {}
   train_seconds = time.time() - t0
   t1 = time.time()
-  exact, k = closed_form(config, pots, X, y, w0, W, n, width)
+  exact, k = closed_form(config, pots, X, y, w0, W)
   closed_form_seconds = time.time() - t1
   for p_index, name in enumerate(pots):
     pot = potentials.get(name)

@@ -117,19 +117,20 @@ def prepare_workdir(workdir) -> str:
   return path
 
 
-def write_json_atomic(path: str, obj: Any) -> None:
-  """Writes JSON to a temporary file in the same folder, then renames it over `path`, so a
-  reader (or a killed run) never sees a half-written file. The file gets `file_mode()`. In a
-  multi-host JAX program only process 0 writes (`is_primary`): the others hold the same values."""
+def write_bytes_atomic(path: str, data: bytes) -> None:
+  """Writes `data` to a temporary file in the same folder, flushed to disk, then renames it over
+  `path`, so a reader (or a killed run) never sees a half-written file. The file gets
+  `file_mode()`. In a multi-host JAX program only process 0 writes (`is_primary`): the others
+  hold the same values."""
   if not is_primary():
     return
   folder = os.path.dirname(os.path.abspath(path))
   os.makedirs(folder, exist_ok=True)
-  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".json")
+  fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=os.path.splitext(path)[1])
   try:
     os.fchmod(fd, file_mode())
-    with os.fdopen(fd, "w") as f:
-      json.dump(to_jsonable(obj), f, indent=1, allow_nan=False)
+    with os.fdopen(fd, "wb") as f:
+      f.write(data)
       f.flush()
       os.fsync(f.fileno())
     os.replace(tmp, path)
@@ -137,6 +138,22 @@ def write_json_atomic(path: str, obj: Any) -> None:
     if os.path.exists(tmp):
       os.unlink(tmp)
     raise
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+  """`obj` as JSON (NaN refused), written with `write_bytes_atomic`."""
+  text = json.dumps(to_jsonable(obj), indent=1, allow_nan=False)
+  write_bytes_atomic(path, text.encode("utf-8"))
+
+
+def read_results(run: str) -> dict:
+  """The results.json of a finished run, given its workdir or the file itself; errors name the
+  path (FileNotFoundError, or ResultFileError for a damaged file)."""
+  path = os.path.join(run, "results.json") if os.path.isdir(run) else run
+  if not os.path.isfile(path):
+    raise FileNotFoundError(f"{path}: no such results file (pass a finished run's workdir or "
+                            "its results.json; the experiment writes it when every cell is done).")
+  return read_json(path)
 
 
 def read_json(path: str) -> Any:

@@ -42,7 +42,8 @@ residual max|X w(lambda) - y|, which is what the returned Solution holds.
 A network linearised at w0 (Eq. 9-10) gives the same problem with X = J, the Jacobian of the
 outputs, and y = targets - f(x; w0) + J w0. `linearized_network_solution` solves it without
 forming J: J v by forward mode, J^T u by reverse mode, and the n x n systems by conjugate
-gradients. Dense and matrix-free paths share one Newton loop that only sees these products.
+gradients. Every path (dense, method="cg", networks) runs one Newton loop, `_newton`, that
+only sees these products.
 
 Everything is computed in float64 by default, also when JAX's x64 flag is off (the computation
 runs under `jax.enable_x64`); results come back as NumPy arrays so that precision survives.
@@ -130,8 +131,7 @@ class _Ops(NamedTuple):
   """The constraint operator A (X or J) as functions, so dense and matrix-free code is shared.
 
   matvec(v) = A v (D -> n); rmatvec(u) = A^T u (n -> D); solve(h, r, rtol) returns an approximate
-  z = (A diag(h) A^T)^{-1} r, its relative residual ||A diag(h) A^T z - r|| / ||r|| and the number
-  of Hessian products it took (0 where not counted).
+  z = (A diag(h) A^T)^{-1} r and its relative residual ||A diag(h) A^T z - r|| / ||r||.
   """
 
   matvec: Callable
@@ -153,7 +153,7 @@ def _dense_ops(X) -> _Ops:
     z = jax.scipy.linalg.cho_solve(factor, r)
     # one step of iterative refinement: cheap here, and it buys back the digits lost to cond(gram)
     z = z + jax.scipy.linalg.cho_solve(factor, r - gram @ z)
-    return z, _relative_residual(lambda v: gram @ v, z, r), 0
+    return z, _relative_residual(lambda v: gram @ v, z, r)
 
   return _Ops(matvec=lambda v: X @ v, rmatvec=lambda u: X.T @ u, solve=solve)
 
@@ -162,7 +162,7 @@ def _matrix_free_ops(matvec, rmatvec, cg_max_iter) -> _Ops:
   def solve(h, r, rtol):
     gram_matvec = lambda v: matvec(h * rmatvec(v))
     z, _ = sparse_linalg.cg(gram_matvec, r, tol=rtol, atol=0.0, maxiter=cg_max_iter)
-    return z, _relative_residual(gram_matvec, z, r), 0
+    return z, _relative_residual(gram_matvec, z, r)
 
   return _Ops(matvec=matvec, rmatvec=rmatvec, solve=solve)
 
@@ -174,94 +174,15 @@ class _Result(NamedTuple):
   iterations: jax.Array
   status: jax.Array
   solve_residual: jax.Array  # worst relative residual of the inner linear solves
-  products: Any = 0  # Hessian-vector products of the inner solves (method="cg"; 0: not counted)
 
 
 def _linearized(ops: _Ops, w0, h0, b, rtol) -> _Result:
   """Eq. 14-15: lambda = (A H^{-1} A^T)^{-1} b, w = w0 + H^{-1} A^T lambda, with b = y - A w0."""
-  lam, solve_res, _ = ops.solve(h0, b, rtol)
+  lam, solve_res = ops.solve(h0, b, rtol)
   dw = h0 * ops.rmatvec(lam)
   residual = jnp.max(jnp.abs(ops.matvec(dw) - b))
   zero = jnp.zeros([], jnp.int32)
   return _Result(w0 + dw, lam, residual, zero, zero, solve_res)
-
-
-def _dual_newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol) -> _Result:
-  """Newton's method with Armijo backtracking on the dual g(lambda) of Eq. 8 (see module doc).
-
-  g is evaluated relative to lambda = 0 so that no large constants cancel: with
-  delta = A^T lambda and w = (grad phi)^{-1}(grad phi(w0) + delta),
-    g(lambda) - g(0) = <delta, w - w0> - D_phi(w, w0) - <lambda, b>,   b = y - A w0,
-  whose gradient is A (w - w0) - b and Hessian A diag(1 / f''(w)) A^T. Weights are updated with
-  `pot.step(w0, delta)` (the potential's fused form where it has one, e.g. w0 exp(sign(w0) delta)
-  for negative entropy, which also keeps signs).
-  """
-  dtype = w0.dtype
-  eps = jnp.finfo(dtype).eps
-  theta0 = pot.mirror_map(w0)
-  f_w0 = pot.elementwise_value(w0)
-
-  def evaluate(lam):
-    delta = ops.rmatvec(lam)
-    w = pot.step(w0, delta)
-    dw = w - w0
-    f_w = pot.elementwise_value(w)
-    bregman = f_w - f_w0 - theta0 * dw
-    lam_b = jnp.dot(lam, b)
-    g = jnp.sum(delta * dw - bregman) - lam_b
-    # size of the rounding error in g: comparisons below it are noise (near the optimum)
-    slack = 32.0 * eps * (jnp.sum(jnp.abs(delta * dw) + jnp.abs(f_w) + jnp.abs(f_w0)
-                                  + jnp.abs(theta0 * dw)) + jnp.abs(lam_b))
-    r = ops.matvec(dw) - b
-    ok = jnp.isfinite(g) & jnp.all(jnp.isfinite(r)) & jnp.all(jnp.isfinite(w))
-    return g, slack, w, r, ok
-
-  # Start from the linearised multipliers (Eq. 15) unless they are worse than lambda = 0 (w = w0).
-  zero_lam = jnp.zeros_like(lam_start)
-  g_lin, s_lin, w_lin, r_lin, ok_lin = evaluate(lam_start)
-  g_0, s_0, w_0, r_0, _ = evaluate(zero_lam)
-  use_lin = ok_lin & (g_lin <= g_0)
-  pick = lambda a, c: jnp.where(use_lin, a, c)
-  lam, g, slack, w, r = (pick(lam_start, zero_lam), pick(g_lin, g_0), pick(s_lin, s_0),
-                         pick(w_lin, w_0), pick(r_lin, r_0))
-  res = jnp.max(jnp.abs(r))
-  status = jnp.where(res <= tol_abs, _CONVERGED, _RUNNING)
-
-  def newton_cond(c):
-    *_, it, status, _ = c
-    return (status == _RUNNING) & (it < max_iter)
-
-  def newton_body(c):
-    lam, g, slack, w, r, it, status, worst = c
-    h = pot.inverse_hessian_diag(w)
-    z, solve_res, _ = ops.solve(h, r, rtol)
-    step = -z
-    slope = jnp.dot(r, step)  # <grad g, step> = -r^T G^{-1} r < 0
-    descent = (slope < 0) & jnp.all(jnp.isfinite(step))
-
-    def ls_cond(s):
-      _t, k, accepted, *_ = s
-      return ~accepted & (k < _MAX_HALVINGS) & descent
-
-    def ls_body(s):
-      t, k, _, lam_t, g_t, slack_t, w_t, r_t = s
-      lam_new = lam + t * step
-      g_new, slack_new, w_new, r_new, ok = evaluate(lam_new)
-      accepted = ok & (g_new <= g + _ARMIJO * t * slope + slack)
-      keep = lambda new, old: jnp.where(accepted, new, old)
-      return (jnp.where(accepted, t, 0.5 * t), k + 1, accepted, keep(lam_new, lam_t),
-              keep(g_new, g_t), keep(slack_new, slack_t), keep(w_new, w_t), keep(r_new, r_t))
-
-    one = jnp.ones([], dtype)
-    _, _, accepted, lam, g, slack, w, r = jax.lax.while_loop(
-        ls_cond, ls_body, (one, 0, jnp.asarray(False), lam, g, slack, w, r))
-    res = jnp.max(jnp.abs(r))
-    status = jnp.where(res <= tol_abs, _CONVERGED, jnp.where(accepted, _RUNNING, _STALLED))
-    return lam, g, slack, w, r, it + 1, status, jnp.maximum(worst, solve_res)
-
-  init = (lam, g, slack, w, r, jnp.zeros([], jnp.int32), status, jnp.zeros([], dtype))
-  lam, _, _, w, r, it, status, worst = jax.lax.while_loop(newton_cond, newton_body, init)
-  return _Result(w, lam, jnp.max(jnp.abs(r)), it, status, worst)
 
 
 @functools.partial(jax.jit, static_argnames=("pot", "exact", "max_iter"))
@@ -270,7 +191,7 @@ def _dense_solve(pot, X, b, w0, tol_abs, *, exact, max_iter):
   lin = _linearized(ops, w0, pot.inverse_hessian_diag(w0), b, 0.0)
   if not exact:
     return lin
-  return _dual_newton(pot, ops, w0, b, lin.lam, tol_abs, max_iter, 0.0)
+  return _newton(pot, ops, w0, b, lin.lam, tol_abs, max_iter, 0.0, primal=False, forcing=None)
 
 
 # ----------------------------------------------------------------------------------------------
@@ -284,7 +205,7 @@ def _pcg(hvp, prec, r, rtol, max_iter):
   Stops when the recurrence residual ||r - G z|| <= rtol ||r|| or after max_iter iterations, or
   on a breakdown (p^T G p <= 0 or not finite: rounding in an ill-conditioned G), keeping the last
   good iterate. Any CG iterate from z = 0 has r^T z = z^T G z > 0, so -z is a descent direction
-  for the dual however early it stops. Returns (z, relative recurrence residual, iterations).
+  for the dual however early it stops. Returns (z, relative recurrence residual).
   """
   norm_r = jnp.linalg.norm(r)
   target = rtol * norm_r
@@ -309,7 +230,7 @@ def _pcg(hvp, prec, r, rtol, max_iter):
 
   init = (jnp.zeros_like(r), r, y0, jnp.dot(r, y0), 0, norm_r <= target)
   z, res, _, _, k, _ = jax.lax.while_loop(cond, body, init)
-  return z, jnp.linalg.norm(res) / jnp.where(norm_r > 0, norm_r, 1.0), k
+  return z, jnp.linalg.norm(res) / jnp.where(norm_r > 0, norm_r, 1.0)
 
 
 def _pcg_ops(X, X_in, K_inv, heavy: int, cg_max_iter: int) -> _Ops:
@@ -380,7 +301,6 @@ class _State(NamedTuple):
   it: jax.Array
   status: jax.Array
   worst: jax.Array  # worst relative residual of the inner solves
-  products: jax.Array  # Hessian-vector products so far
 
 
 def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal: bool,
@@ -388,7 +308,8 @@ def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal
   """Inexact Newton on the Lagrange conditions of Eq. 8 (see the module docstring).
 
   Dual form (primal=False): Newton on g(lambda) with Armijo backtracking on g (evaluated relative
-  to lambda = 0, as in `_dual_newton`; a trial step costs one product A v).
+  to lambda = 0: g(lambda) - g(0) = <delta, w - w0> - D_phi(w, w0) - <lambda, b> with
+  delta = A^T lambda, so no large constants cancel; a trial step costs one product A v).
   Primal-dual form (primal=True): iterates (w, lambda) with r_d = f'(w) - theta0 - A^T lambda and
   r_p = A w - y; the step solves (A H A^T) dlam = A H r_d - r_p, H = diag(1/f''(w)), then
   dw = H (A^T dlam - r_d), so that r_d is linearised to 0 and r_p to the solve's residual.
@@ -431,8 +352,7 @@ def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal
     if w_start is None:  # the linearised weights of Eq. 14 (nearly feasible)
       w_start = w0 + _capped(pot.inverse_hessian_diag(w0)) * delta_start
     start = _State(lam_start, delta_start, w_start, ops.matvec(w_start - w0) - b, zero, zero, w_s,
-                   r_s, jnp.zeros([], jnp.int32), jnp.asarray(_RUNNING), zero,
-                   jnp.zeros([], jnp.int32))
+                   r_s, jnp.zeros([], jnp.int32), jnp.asarray(_RUNNING), zero)
   else:
     # the linearised multipliers (Eq. 15) unless they are worse than lambda = 0 (w = w0)
     zeros = jnp.zeros_like(lam_start)
@@ -442,7 +362,7 @@ def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal
     lam, delta, w, g, slack, r = (pick(lam_start, zeros), pick(delta_start, jnp.zeros_like(w0)),
                                   pick(w_s, w_z), pick(g_s, g_z), pick(s_s, s_z), pick(r_s, r_z))
     start = _State(lam, delta, w, r, g, slack, w, r, jnp.zeros([], jnp.int32),
-                   jnp.asarray(_RUNNING), zero, jnp.zeros([], jnp.int32))
+                   jnp.asarray(_RUNNING), zero)
   start = start._replace(status=status_of(start.r_lam, True))
   res0 = jnp.max(jnp.abs(start.r_lam))
 
@@ -455,7 +375,7 @@ def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal
 
   def dual_step(s):
     h = _capped(pot.inverse_hessian_diag(s.w))
-    z, solve_res, n_prod = ops.solve(h, s.r, eta(s))
+    z, solve_res = ops.solve(h, s.r, eta(s))
     step = -z
     slope = jnp.dot(s.r, step)  # <grad g, step> = -r^T z < 0 for any CG iterate
     d_delta = ops.rmatvec(step)
@@ -478,12 +398,12 @@ def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal
     _, _, accepted, lam, delta, w, g, slack, r = jax.lax.while_loop(ls_cond, ls_body, c)
     return s._replace(lam=lam, delta=delta, w=w, r=r, g=g, slack=slack, w_lam=w, r_lam=r,
                       it=s.it + 1, status=status_of(r, accepted),
-                      worst=jnp.maximum(s.worst, solve_res), products=s.products + n_prod)
+                      worst=jnp.maximum(s.worst, solve_res))
 
   def primal_step(s):
     h = _capped(pot.inverse_hessian_diag(s.w))
     r_d = pot.mirror_map(s.w) - theta0 - s.delta
-    dlam, solve_res, n_prod = ops.solve(h, ops.matvec(h * r_d) - s.r, eta(s))
+    dlam, solve_res = ops.solve(h, ops.matvec(h * r_d) - s.r, eta(s))
     d_delta = ops.rmatvec(dlam)
     dw = h * (d_delta - r_d)
     a_dw = ops.matvec(dw)
@@ -520,12 +440,11 @@ def _newton(pot, ops: _Ops, w0, b, lam_start, tol_abs, max_iter, rtol, *, primal
     r_lam = jnp.where(jnp.all(jnp.isfinite(r_lam)), r_lam, jnp.inf)
     return s._replace(lam=lam, delta=delta, w=s.w + t * dw, r=s.r + t * a_dw, w_lam=w_lam,
                       r_lam=r_lam, it=s.it + 1, status=status_of(r_lam, accepted),
-                      worst=jnp.maximum(s.worst, solve_res), products=s.products + n_prod)
+                      worst=jnp.maximum(s.worst, solve_res))
 
   cond = lambda s: (s.status == _RUNNING) & (s.it < max_iter)
   s = jax.lax.while_loop(cond, primal_step if primal else dual_step, start)
-  return _Result(s.w_lam, s.lam, jnp.max(jnp.abs(s.r_lam)), s.it, s.status, s.worst,
-                 s.products)
+  return _Result(s.w_lam, s.lam, jnp.max(jnp.abs(s.r_lam)), s.it, s.status, s.worst)
 
 
 @functools.partial(jax.jit, static_argnames=("pot", "primal", "heavy", "max_iter", "forcing_min"))
@@ -539,10 +458,9 @@ def _cg_solve(pot, X, X_in, K_inv, b, w0, tol_abs, guess, *, primal, heavy, max_
   forcing = (_FORCING_MAX, forcing_min)
   if guess is None:
     h0 = _capped(pot.inverse_hessian_diag(w0))
-    lam, lin_res, lin_prod = ops.solve(h0, b, jnp.asarray(_FORCING_MAX, w0.dtype))
+    lam, lin_res = ops.solve(h0, b, jnp.asarray(_FORCING_MAX, w0.dtype))
     out = _newton(pot, ops, w0, b, lam, tol_abs, max_iter, None, primal=primal, forcing=forcing)
-    return out._replace(solve_residual=jnp.maximum(out.solve_residual, lin_res),
-                        products=out.products + lin_prod)
+    return out._replace(solve_residual=jnp.maximum(out.solve_residual, lin_res))
   change = ops.matvec(pot.mirror_map(guess) - pot.mirror_map(w0))
   lam = (K_inv @ change.astype(K_inv.dtype)).astype(w0.dtype)
   return _newton(pot, ops, w0, b, lam, tol_abs, max_iter, None, primal=primal, forcing=forcing,
@@ -816,6 +734,9 @@ def min_bregman_solutions(potentials: Sequence[PotentialLike], X, y, w0, *,
   """
   if method not in _METHODS:
     raise ValueError(f"method must be one of {_METHODS}, got {method!r}.")
+  if isinstance(potentials, (str, potentials_lib.Potential)):
+    raise TypeError(f"min_bregman_solutions takes a list of potentials, got the single potential "
+                    f"{potentials!r}: pass [{potentials!r}] or use min_bregman_solution.")
   if initial_guesses is None:
     initial_guesses = [None] * len(potentials)
   if len(initial_guesses) != len(potentials):

@@ -9,6 +9,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from benchmarks import finetune_phases, seed_intervals
+from mdgeom import results
 
 
 @given(st.lists(st.floats(-10, 10), min_size=2, max_size=30))
@@ -55,3 +56,17 @@ def test_phase_table_rows(tmp_path):
   first, wall = finetune_phases.rows(str(path))
   assert first.split()[1:] == ["resnet_small", "5", "97", "155", "220", "20", "492"]
   assert wall.split()[-1] == "500"
+
+
+def test_missing_or_damaged_results_are_named(tmp_path):
+  with pytest.raises(FileNotFoundError, match="no_run: no such results file"):
+    finetune_phases.rows(str(tmp_path / "no_run"))
+  (tmp_path / "results.json").write_text('{"cells": [')
+  with pytest.raises(results.ResultFileError, match="results.json is not a valid JSON"):
+    seed_intervals.main([str(tmp_path)])
+
+
+def test_report_without_a_rival_hypothesis_lists_only_the_values():
+  lines = seed_intervals.report({"delta_cdf": {"net": {"3-norm": {"3-norm": [0.1, 0.2]}}}},
+                                "pooled")
+  assert len(lines) == 2 and "3-norm" in lines[1] and "fits better" not in " ".join(lines)

@@ -163,6 +163,19 @@ def test_reused_workdir_follows_the_pretrained_network(tmp_path, monkeypatch):
   variables, _ = finetune._pretrained(c, wide, source, wd, train.classification_task(wide))
   assert jax.tree.map(np.shape, variables) == jax.tree.map(np.shape,
                                                            wide.init(jax.random.key(0)))
+  # A pretrained cache truncated by a killed run is named, then pretrained again (it used to
+  # raise a msgpack error on every rerun).
+  wide_cached = os.path.join(wd, "pretrained", "mlp.msgpack")
+  with open(wide_cached, "rb") as f:
+    data = f.read()
+  with open(wide_cached, "wb") as f:
+    f.write(data[:len(data) // 2])
+  with pytest.raises(results.ResultFileError, match="mlp.msgpack cannot be read"):
+    finetune.load_variables(wide_cached, wide.init(jax.random.key(0)))
+  again, _ = finetune._pretrained(c, wide, source, wd, train.classification_task(wide))
+  jax.tree.map(np.testing.assert_array_equal, again, variables)  # the same seeded pretraining
+  with open(wide_cached, "rb") as f:
+    assert f.read() == data
 
 
 def test_configs_are_locked_and_name_their_file():

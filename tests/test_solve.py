@@ -269,6 +269,16 @@ def test_several_potentials_in_one_call_equal_single_calls():
     alone = S.min_bregman_solution(name, X, y, w0)
     assert sol.converged
     np.testing.assert_allclose(sol.w, alone.w, rtol=0, atol=1e-10)
+    # each is the minimiser of Eq. 8: feasible, and its dual change lies in X's row space (Eq. 13)
+    pot = P.get(name)
+    assert np.max(np.abs(X @ sol.w - y)) <= 1e-9 * (1 + np.max(np.abs(y)))
+    np.testing.assert_allclose(mirror(pot, sol.w), mirror(pot, w0) + X.T @ sol.lam, rtol=0,
+                               atol=1e-10 * np.max(np.abs(mirror(pot, sol.w))))
+  # the 2-norm's minimiser in closed form: w0 + X^+ (y - X w0)
+  np.testing.assert_allclose(together[0].w, w0 + np.linalg.pinv(X) @ (y - X @ w0), rtol=0,
+                             atol=1e-10)
+  with pytest.raises(TypeError, match="takes a list of potentials"):
+    S.min_bregman_solutions("3-norm", X, y, w0)
 
 
 def test_ill_conditioned_X_uses_float64_hessian_products():
@@ -279,6 +289,10 @@ def test_ill_conditioned_X_uses_float64_hessian_products():
   y = X @ w0 + np.random.default_rng(1).choice([-1.0, 1.0], 20)
   ev = np.linalg.eigvalsh(X @ X.T)
   assert ev[-1] / ev[0] > 1e6
+  with jax.enable_x64(True):  # the solver's own estimate selects float64 products
+    assert S._dense_inputs(X, y, w0, np.dtype("float64")).cond > S._F32_MAX_COND
+    assert S._dense_inputs(*experiment_like(5, n=20, d=200), np.dtype("float64")).cond \
+        < S._F32_MAX_COND  # (the same data without the scaled row stays in float32)
   for name in ("negative_entropy", "3-norm"):
     pot = P.get(name)
     yy = X @ (w0 * np.exp(0.2 * np.random.default_rng(2).standard_normal(200))) \

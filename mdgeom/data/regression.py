@@ -157,7 +157,7 @@ class Embedding:
     if self.method == "dense":
       return _sample_dense(key, jnp.asarray(self.cholesky, jnp.float32), num)
     sqrt_weights = _sqrt_weights(self)
-    if isinstance(key, jax.core.Tracer) or jax.default_backend() != "cpu":
+    if not _checks.is_concrete(key) or jax.default_backend() != "cpu":
       return _sample_circulant(key, sqrt_weights, num, self.dim)
     # On the CPU the FFT runs in scipy: XLA:CPU's FFT splits a batch of rows among the threads
     # that are free, so its rounding changed from run to run under load (the inputs of one seed
