@@ -21,6 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
+import matplotlib.ticker  # noqa: E402
 import numpy as np  # noqa: E402
 
 from figures import _common  # noqa: E402
@@ -81,6 +82,7 @@ def draw(res: dict, title: str = ""):
       ax.errorbar(d, mean, yerr=[lo, hi], marker="o", lw=1.5, capsize=3, color=COLORS.get(t),
                   label=f"trained: {t.replace('_', ' ')}")
     ax.set_xscale("log")
+    ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())  # (they overlap)
     ax.set_xlabel("analysed weights D")
     ax.set_ylabel(r"$\Delta$CDF under the trained potential" + f"\n({what})")
     ax.set_title("A" if key == "delta_cdf" else "A, per-unit scales")

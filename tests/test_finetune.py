@@ -191,6 +191,18 @@ def test_configs_are_locked_and_name_their_file():
     assert "config_config" not in str(e.value).splitlines()[-1]
 
 
+def test_resnet_configs_follow_the_protocol():
+  """The main job: resnet_tiny with the paper's grid, extension to 100% and its 10 seeds; the
+  16-32-64 network is the "small" variant."""
+  default = finetune_default.get_config()
+  bare, small = resnet.get_config(), resnet.get_config("small")
+  assert bare.architectures == ("resnet_tiny",) and bare.seeds == tuple(range(10))
+  assert small.architectures == ("resnet_small",) and len(small.seeds) >= 5
+  for c in (bare, small):
+    assert c.search.learning_rates == default.search.learning_rates
+    assert (c.search.epochs, c.search.max_extensions, c.search.extend_seeds) == (30, 4, True)
+
+
 def test_bad_configs_have_clear_errors(tmp_path):
   c = tiny_config()
   c.architectures = ("resnet19",)

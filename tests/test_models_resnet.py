@@ -144,6 +144,17 @@ def test_resnet_small_shapes_and_counts(small):
   assert two["params"]["layer3"]["1"]["conv2"]["kernel"].shape == (3, 3, 64, 64)
 
 
+# resnet_tiny by hand (8-16-32): stem 3*3*1*8 = 72; layer1.0: two 3*3*8*8 = 576; layer2.0:
+# 3*3*8*16 = 1,152 + 3*3*16*16 = 2,304 + downsample 8*16 = 128; layer3.0: 4,608 + 9,216 + 512.
+# Analysed: 72 + 1,152 + 3,584 + 14,336 = 19,144 (N = 138).
+def test_resnet_tiny_counts():
+  model, variables = _shapes("resnet_tiny")
+  assert models.count_analysed(variables) == 19_144
+  assert round(models.count_analysed(variables) ** 0.5) == 138
+  assert variables["params"]["layer3"]["0"]["conv2"]["kernel"].shape == (3, 3, 32, 32)
+  assert variables["params"]["readout"]["kernel"].shape == (32, 10)
+
+
 def test_resnet_small_train_updates_batch_stats(small):
   model, variables = small
   x = np.random.default_rng(0).standard_normal((4, 28, 28, 1)).astype(np.float32) + 0.5

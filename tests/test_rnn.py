@@ -118,17 +118,16 @@ def test_tiny_run_layout_sign_flips_and_rerun_skips(tmp_path, monkeypatch):
 
 
 def test_configs():
-  bare = rnn_config.get_config()
+  bare = rnn_config.get_config()  # the paper's protocol on the embedded digits
+  default = finetune_default.get_config()
   assert bare.architectures == ("rnn100", "rnn1000") and bare.data.source == "mnist5k"
+  assert len(bare.seeds) >= 5 and bare.search.learning_rates == default.search.learning_rates
+  assert (bare.search.epochs, bare.search.extra_epochs, bare.search.max_extensions) == (30, 30, 4)
+  assert bare.search.extend_seeds and bare.search.target_accuracy == 100.0
   full = rnn_config.get_config("mnist")
   assert full.data.source == "mnist_tfds" and len(full.seeds) == 10
-  protocol = rnn_config.get_config("full")  # the paper's protocol on the embedded digits
-  default = finetune_default.get_config()
-  assert protocol.data.source == "mnist5k" and len(protocol.seeds) >= 5
-  assert protocol.search.learning_rates == default.search.learning_rates
-  assert (protocol.search.epochs, protocol.search.max_extensions) == (30, 4)
   with pytest.raises(ValueError, match="unknown variant"):
-    rnn_config.get_config("bogus")
+    rnn_config.get_config("full")  # (the bare config is the full protocol now)
 
 
 def test_mnist_tfds_missing_data_dir_says_how_to_build(tmp_path):
