@@ -287,27 +287,37 @@ def _subset(config, source, n, seed):
   return images.sample_subset(source.pool_size, n, seed)
 
 
-def _fit(config, task, variables, data, trained, lr, epochs, seed, ckpt=None, desc=""):
+def _fit(config, task, variables, data, trained, lr, epochs, seed, ckpt=None, desc="",
+         checkpoint_every=None):
   t = config.train
   return train.fit(task, variables, data, potential=trained, learning_rate=lr, epochs=epochs,
                    batch_size=t.batch_size, momentum=t.momentum, seed=seed,
                    precision=t.precision, checkpoint_dir=ckpt,
-                   checkpoint_every=t.checkpoint_every, progress=config.progress, desc=desc)
+                   checkpoint_every=checkpoint_every or t.checkpoint_every,
+                   progress=config.progress, desc=desc)
 
 
-def search_cell(config, task, variables, source, n, arch, trained) -> dict:
-  """The paper's learning-rate search with epoch extension, on the held-out search subset."""
+def search_cell(config, task, variables, source, n, arch, trained, ckpt=None) -> dict:
+  """The paper's learning-rate search with epoch extension, on the held-out search subset.
+
+  `ckpt`: a folder for the candidates' final orbax checkpoints, so a killed search resumes with
+  the candidate it was training (finished ones restore their checkpoint instead of training
+  again); removed when the search is done."""
   s = config.search
   data = source.take(_subset(config, source, n, s.seed))
 
   def one(lr, epochs):
     return _fit(config, task, variables, data, trained, lr, epochs, s.seed,
+                ckpt=None if ckpt is None else os.path.join(ckpt, f"lr{lr:.6g}_x{epochs}"),
+                checkpoint_every=epochs,
                 desc=f"{arch} {potentials.short_label(trained)} search lr={lr:.0e} x{epochs}")
 
   print(f"{arch} / {trained}: learning-rate search on {n} images", flush=True)
   t0 = time.time()
   r = train.search_learning_rate(one, list(s.learning_rates), s.epochs, s.extra_epochs,
                                  s.max_extensions, s.target_accuracy)
+  if ckpt is not None:
+    shutil.rmtree(ckpt, ignore_errors=True)
   # (with "at_grid_edge" and each candidate's "loss_history")
   return {**r._asdict(), "seconds": time.time() - t0}
 
@@ -462,8 +472,10 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
     for trained in trained_names:
       search_key = f"{arch}__{trained}__search"
       cells.append(store.cell(
-          search_key, lambda task=task, variables=variables, n=n, arch=arch, trained=trained:
-          search_cell(config, task, variables, source, n, arch, trained)))
+          search_key, lambda task=task, variables=variables, n=n, arch=arch, trained=trained,
+          store=store: search_cell(config, task, variables, source, n, arch, trained,
+                                   ckpt=os.path.join(workdir, "checkpoints", arch, trained,
+                                                     f"search_{store.fingerprint[:12]}"))))
       # A seed waits for its search: a worker of a sweep takes other cells meanwhile.
       cells += [store.cell(
           f"{arch}__{trained}__seed{seed}",

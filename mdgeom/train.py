@@ -327,8 +327,9 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   if scan_steps is None:
     scan_steps = not (mesh.devices.flat[0].platform == "cpu" and
                       _has_convolution(task, params, state, data, batch_size))
-  bar = _progress(range(start, epochs), progress, desc or f"{pot.name} lr={learning_rate:.0e}",
-                  initial=start, total=epochs)
+  desc = desc or f"{pot.name} lr={learning_rate:.0e}"
+  bar = _progress(range(start, epochs), progress, desc, initial=start, total=epochs)
+  loop_start = last_line = time.perf_counter()
   for epoch in bar:
     lr = jnp.float32(cosine_epoch_lr(learning_rate, epoch, epochs))
     perm = epoch_permutation(seed, epoch, n).astype(np.int32)
@@ -359,6 +360,13 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     history[epoch] = float(sums[0]) / n
     if hasattr(bar, "set_postfix"):  # accuracy: running, in train mode, over the epoch
       bar.set_postfix(loss=f"{history[epoch]:.4g}", acc=f"{100 * sums[1] / n:.1f}%")
+      if getattr(bar, "disable", False):  # no terminal (a log file): a line a minute with ETA
+        now = time.perf_counter()
+        if now - last_line >= PROGRESS_LINE_SECONDS and epoch + 1 < epochs:
+          last_line = now
+          eta = (now - loop_start) / (epoch + 1 - start) * (epochs - epoch - 1)
+          print(f"{desc}: epoch {epoch + 1}/{epochs}, loss {history[epoch]:.4g}, "
+                f"train {100 * sums[1] / n:.1f}%, ETA {eta:.0f} s", flush=True)
     if not np.isfinite(history[epoch]):
       history[epoch + 1:] = np.nan
       break  # diverged: the learning-rate search reads a NaN final loss
@@ -410,6 +418,9 @@ def _has_convolution(task, params, state, data, batch_size) -> bool:
         params, state, batch)
     _CONV_CACHE[key] = "conv_general_dilated" in str(jaxpr)
   return _CONV_CACHE[key]
+
+
+PROGRESS_LINE_SECONDS = 60.0  # without a terminal, fit prints a progress line this often
 
 
 def _progress(it, enabled, desc, initial, total):

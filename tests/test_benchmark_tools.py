@@ -70,3 +70,44 @@ def test_report_without_a_rival_hypothesis_lists_only_the_values():
   lines = seed_intervals.report({"delta_cdf": {"net": {"3-norm": {"3-norm": [0.1, 0.2]}}}},
                                 "pooled")
   assert len(lines) == 2 and "3-norm" in lines[1] and "fits better" not in " ".join(lines)
+
+
+def test_jaxpr_flops_counts_products_convolutions_and_scan_lengths():
+  import jax
+  import jax.numpy as jnp
+  from benchmarks import protocol_cost
+  a, b = jnp.ones((8, 5)), jnp.ones((5, 3))
+  assert protocol_cost.jaxpr_flops(jax.make_jaxpr(jnp.matmul)(a, b)) == 2 * 8 * 5 * 3
+
+  def rnn(h, w):  # 7 steps of a (4, 6) x (6, 6) product, plus one outside the loop
+    h, _ = jax.lax.scan(lambda h, _: (jnp.tanh(h @ w), None), h, None, length=7)
+    return h @ w
+  h, w = jnp.ones((4, 6)), jnp.ones((6, 6))
+  assert protocol_cost.jaxpr_flops(jax.make_jaxpr(rnn)(h, w)) == 8 * 2 * 4 * 6 * 6
+  # A 3x3 convolution, 2 -> 5 channels, 'SAME' on 10x10, batch 3: 2 * outputs * (2 * 3 * 3).
+  x, k = jnp.ones((3, 10, 10, 2)), jnp.ones((3, 3, 2, 5))
+  conv = lambda x, k: jax.lax.conv_general_dilated(x, k, (1, 1), "SAME",
+                                                   dimension_numbers=("NHWC", "HWIO", "NHWC"))
+  assert protocol_cost.jaxpr_flops(jax.make_jaxpr(conv)(x, k)) == 2 * 3 * 10 * 10 * 5 * 18
+  # Its gradients (input and kernel) cost what the forward does, each.
+  g = jax.make_jaxpr(jax.grad(lambda x, k: conv(x, k).sum(), argnums=(0, 1)))(x, k)
+  assert protocol_cost.jaxpr_flops(g) == 3 * 2 * 3 * 10 * 10 * 5 * 18
+
+
+def test_epoch_flops_of_the_mlp_by_hand():
+  # 784-256-256-10: forward 2 x weights per image; backward the same for the weight gradients
+  # and again for the input gradients of every layer but the first (pixels need none).
+  from benchmarks import protocol_cost
+  _, variables, data, task = protocol_cost._setup("mlp")
+  weights = 784 * 256 + 256 * 256 + 256 * 10
+  per_image = 2 * weights * 3 - 2 * 784 * 256
+  assert protocol_cost.epoch_flops(task, variables, data) == len(data["label"]) * per_image
+
+
+def test_protocol_cost_runs(capsys):
+  from benchmarks import protocol_cost
+  protocol_cost.main(["--archs", "rnn100", "--epochs", "1", "--rounds", "1"])
+  out = capsys.readouterr().out
+  assert "GFLOP/s" in out and "rnn100" in out and "10000" in out
+  with pytest.raises(SystemExit, match="positive"):
+    protocol_cost.main(["--rounds", "0"])

@@ -1,6 +1,7 @@
 """The finetuning experiment on a reduced config: layout, analysis recomputed from the saved
 weights, cells skipped on rerun, clear errors."""
 
+import glob
 import os
 import types
 
@@ -115,6 +116,38 @@ def test_rerun_skips_finished_cells_and_new_seed_runs_alone(tiny_run, tmp_path, 
   assert [a[-2] for a in calls] == [2, 2]  # seed 2, once per trained potential
   assert more["delta_cdf"]["mlp"]["2-norm"]["2-norm"][:2] == res["delta_cdf"]["mlp"]["2-norm"][
       "2-norm"]
+
+
+def test_killed_search_resumes_from_its_candidates_checkpoints(tmp_path, monkeypatch):
+  c = tiny_config()
+  c.trained_potentials, c.seeds, c.search.max_extensions = ("2-norm",), (0,), 0
+  clean = finetune.run(c, str(tmp_path / "clean"))
+  workdir = str(tmp_path / "killed")
+  real_fit, calls = train.fit, []
+
+  def killed_at_second_candidate(*a, **k):
+    calls.append(f"{os.sep}search_" in str(k.get("checkpoint_dir")))
+    if sum(calls) == 2:
+      raise KeyboardInterrupt("killed")
+    return real_fit(*a, **k)
+  monkeypatch.setattr(finetune.train, "fit", killed_at_second_candidate)
+  with pytest.raises(KeyboardInterrupt):
+    finetune.run(c, workdir)
+  (search_dir,) = glob.glob(os.path.join(workdir, "checkpoints", "mlp", "2-norm", "search_*"))
+  assert os.listdir(search_dir) == ["lr0.01_x2"]  # the finished candidate's final checkpoint
+
+  monkeypatch.setattr(finetune.train, "fit", real_fit)
+  saved = []
+  real_save = train._save
+  monkeypatch.setattr(train, "_save", lambda m, *a: saved.append(str(m.directory)) or
+                      real_save(m, *a))
+  res = finetune.run(c, workdir)
+  # The finished candidate was restored, not trained again; the interrupted one trained.
+  assert not any("lr0.01_x2" in d for d in saved) and any("lr0.1_x2" in d for d in saved)
+  assert not os.path.exists(search_dir)
+  assert res["search"] == {**clean["search"], "mlp": {
+      t: {**v, "seconds": res["search"]["mlp"][t]["seconds"]}
+      for t, v in clean["search"]["mlp"].items()}}
 
 
 def _tiny_fast(**model_kwargs):

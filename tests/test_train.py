@@ -283,3 +283,18 @@ def test_steps_dispatched_one_by_one_equal_the_scanned_epoch():
   np.testing.assert_allclose(a.loss_history, b.loss_history, rtol=1e-5)
   for x, y in zip(jax.tree.leaves(a.variables), jax.tree.leaves(b.variables)):
     np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
+
+
+def test_fit_prints_progress_lines_with_eta_without_a_terminal(monkeypatch, capsys):
+  # Under pytest stderr is no terminal: the bar is off and a line comes every
+  # PROGRESS_LINE_SECONDS (0 here: after every epoch but the last).
+  monkeypatch.setattr(train, "PROGRESS_LINE_SECONDS", 0.0)
+  _, variables, task = _mlp()
+  train.fit(task, variables, _data(40), potential="2-norm", learning_rate=0.1, epochs=3,
+            batch_size=16, progress=True, desc="mlp 2 seed 0")
+  lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("mlp 2 seed 0")]
+  assert [ln.split(",")[0] for ln in lines] == ["mlp 2 seed 0: epoch 1/3", "mlp 2 seed 0: epoch 2/3"]
+  assert all("loss" in ln and "ETA" in ln and ln.endswith(" s") for ln in lines)
+  train.fit(task, variables, _data(40), potential="2-norm", learning_rate=0.1, epochs=3,
+            batch_size=16, progress=False, desc="quiet")
+  assert "quiet" not in capsys.readouterr().out
