@@ -325,9 +325,14 @@ def main(run: Callable, summary: Callable, default_config: str, default_workdir:
     if len(argv) > 1:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from mdgeom import results
+    fl = flags.FLAGS
+    if not (fl.distributed or fl.coordinator_address) and (
+        fl.num_processes is not None or fl.process_id is not None):
+      _fail("--num_processes and --process_id need --coordinator_address (or --distributed "
+            "under SLURM / Open MPI, which detects them).", 2)  # (a command-line error)
     try:
-      _setup_processes(flags.FLAGS)
-      res = run(config.value, flags.FLAGS.workdir)
+      _setup_processes(fl)
+      res = run(config.value, fl.workdir)
     except results.CellsPending as e:  # --nowait: nothing left for this worker
       print(f"{_one_line(e)}")
       return

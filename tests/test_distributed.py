@@ -119,4 +119,4 @@ def test_command_line_joins_a_multi_host_program(tmp_path):
   assert workers == {procs[0].pid}
   bad = subprocess.run([*args, "--num_processes=2"], cwd=ROOT, env=_env(), capture_output=True,
                        text=True, timeout=120)
-  assert bad.returncode == 1 and "--coordinator_address" in bad.stderr
+  assert bad.returncode == 2 and "--coordinator_address" in bad.stderr  # a command-line error
