@@ -332,15 +332,18 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
   ckpt = os.path.join(workdir, "checkpoints", arch, trained, f"seed{seed}")
   s = config.search
   # The paper's protocol for every run: extend by extra_epochs (from the pretrained network, with
-  # the longer cosine schedule) until the training accuracy reaches the target, at most
-  # max_extensions times; a seed that still falls short is reported and counted.
-  for ext in range(s.max_extensions + 1 if s.extend_seeds else 1):
-    n_epochs = epochs + ext * s.extra_epochs
+  # the longer cosine schedule) until the training accuracy reaches the target, up to the
+  # protocol's longest run (epochs + max_extensions x extra_epochs, as the search: a search that
+  # ended there leaves no extension); a seed that still falls short is reported and counted.
+  longest = s.epochs + s.max_extensions * s.extra_epochs if s.extend_seeds else epochs
+  lengths = (list(range(epochs, longest + 1, s.extra_epochs))
+             if s.extra_epochs and longest > epochs else [epochs])
+  for i, n_epochs in enumerate(lengths):
     r = _fit(config, task, variables, data, trained, lr, n_epochs, seed,
              ckpt=os.path.join(ckpt, f"x{n_epochs}"), desc=f"{arch} {label} seed {seed}")
     if not (r.train_accuracy < s.target_accuracy):  # (NaN: no accuracy, e.g. SimSiam)
       break
-    if ext < s.max_extensions and s.extend_seeds:
+    if i + 1 < len(lengths):
       print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train after {n_epochs} "
             f"epochs, below {s.target_accuracy:g}%: {s.extra_epochs} more", flush=True)
   train_seconds = time.time() - t0

@@ -66,7 +66,7 @@ def test_results_layout(tiny_run):
     assert [len(c) for c in curves] == seed_epochs
     assert all(e >= res["epochs"]["mlp"][t] for e in seed_epochs)
     for e, acc in zip(seed_epochs, res["train_accuracy"]["mlp"][t]):
-      assert acc >= 100.0 or e == res["epochs"]["mlp"][t] + 1  # (extra_epochs 1, max 1 extension)
+      assert acc >= 100.0 or e == 3  # below target only after the longest run: 2 + 1 x 1
     below = sum(a < 100.0 for a in res["train_accuracy"]["mlp"][t])
     assert res["below_target"]["mlp"][t] == below
     assert curves[1][-1] == pytest.approx(res["final_loss"]["mlp"][t][1])
@@ -148,6 +148,28 @@ def test_killed_search_resumes_from_its_candidates_checkpoints(tmp_path, monkeyp
   assert res["search"] == {**clean["search"], "mlp": {
       t: {**v, "seconds": res["search"]["mlp"][t]["seconds"]}
       for t, v in clean["search"]["mlp"].items()}}
+
+
+def test_seeds_stop_at_the_protocols_longest_run(tmp_path, monkeypatch):
+  """A seed is extended until the target, but never past epochs + max_extensions x extra_epochs
+  (the paper's "up to 4 times"): a search that ended there leaves its seeds no extension."""
+  c = tiny_config()
+  c.trained_potentials, c.seeds = ("2-norm",), (0,)
+  c.pretrain.epochs, c.pretrain.min_pool_accuracy = 1, 0.0
+  c.search.learning_rates = (1e-6,)  # too small to fit the 60 images: never 100%
+  c.search.epochs, c.search.extra_epochs, c.search.max_extensions = 1, 1, 2
+  real_fit, seed_epochs = train.fit, []
+
+  def spy(*a, **k):
+    if f"{os.sep}seed0{os.sep}" in str(k.get("checkpoint_dir")):
+      seed_epochs.append(k["epochs"])
+    return real_fit(*a, **k)
+  monkeypatch.setattr(finetune.train, "fit", spy)
+  res = finetune.run(c, str(tmp_path))
+  assert res["search"]["mlp"]["2-norm"]["epochs"] == 3  # 1 + 2 x 1: the longest
+  assert not res["search"]["mlp"]["2-norm"]["reached_target"]
+  assert seed_epochs == [3] and res["seed_epochs"]["mlp"]["2-norm"] == [3]
+  assert res["below_target"]["mlp"]["2-norm"] == 1
 
 
 def _tiny_fast(**model_kwargs):
