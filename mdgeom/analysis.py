@@ -67,8 +67,13 @@ def _scaled_grid_counts(x, valid, center=False, scale=True):
   dtype = x.dtype
   n = jnp.sum(valid)
   xv = jnp.where(valid, x, 0.0)
+  # The statistic is scale-free: divide by the power of two nearest the largest |x| first
+  # (exact), so a tiny or huge sample's variance neither underflows nor overflows.
+  _, e = jnp.frexp(jnp.max(jnp.abs(xv)))
+  e = e if scale else jnp.zeros_like(e)
+  xv = jnp.ldexp(xv, -e)
   mean = jnp.sum(xv) / n
-  var = jnp.sum(jnp.where(valid, (x - mean) ** 2, 0.0)) / (n - 1)
+  var = jnp.sum(jnp.where(valid, (xv - mean) ** 2, 0.0)) / (n - 1)
   s = jnp.sqrt(var)
   if not scale:
     s = jnp.where(n >= 2, jnp.ones_like(s), s)
@@ -84,7 +89,7 @@ def _scaled_grid_counts(x, valid, center=False, scale=True):
   k = jnp.where(valid, k, _N_GRID + 1)  # invalid points go to a bucket that is never counted
   counts = jnp.bincount(k, length=_N_GRID + 2)
   below = jnp.cumsum(counts[:_N_GRID])
-  return below, n, s
+  return below, n, jnp.ldexp(s, e)  # (s in the sample's units)
 
 
 @functools.partial(jax.jit, static_argnums=2)

@@ -8,10 +8,15 @@ import jax
 import pytest
 from hypothesis import HealthCheck, settings
 
+# The default run is derandomized: the same examples every run, so a CI result is reproducible
+# (a random search once found a float32-subnormal sample the test had not meant to allow).
+# HYPOTHESIS_PROFILE=thorough explores: 500 fresh random examples per test.
 settings.register_profile(
-    "default", max_examples=40, deadline=None,
+    "default", max_examples=40, deadline=None, derandomize=True,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
-settings.register_profile("thorough", max_examples=500, deadline=None)
+settings.register_profile(
+    "thorough", max_examples=500, deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "default"))
 
 

@@ -42,10 +42,30 @@ def test_grid_equals_brute_force(x):
     return  # constant up to rounding: the scale is rounding noise (constant raises, tested below)
   with jax.enable_x64(True):
     np.testing.assert_allclose(A.delta_cdf(x), brute_force_grid(x), rtol=0, atol=1e-12)
-  # float32 input: the same value up to float32 scaling of the sample
+  # float32 input: the same value up to float32 scaling of the sample, for a spread whose square
+  # is a normal float32 (below it the variance underflows and the constant-sample error is right)
   x32 = x.astype(np.float32)
-  if np.std(x32.astype(np.float64), ddof=1) > 0:
+  if np.std(x32.astype(np.float64), ddof=1) > np.sqrt(np.finfo(np.float32).tiny):
     np.testing.assert_allclose(A.delta_cdf(x32), brute_force_grid(x32), atol=1e-5)
+
+
+def test_float32_sample_with_subnormal_spread_raises_the_constant_sample_error():
+  # [0, 1.4e-45] in float32: its spread is a subnormal that the CPU flushes to zero.
+  x32 = np.array([0.0, 1.4e-45], np.float32)
+  with pytest.raises(ValueError, match="standard deviation is 0.0"):
+    A.delta_cdf(x32)
+
+
+@pytest.mark.parametrize("scale", [1e-25, 1e-18, 1e18, 1e30])
+def test_float32_statistic_is_scale_free_where_the_variance_would_under_or_overflow(scale):
+  # Changes of 1e-25 are float32 numbers, but their variance (1e-50) is not: the sample is put
+  # near 1 by a power of two before its spread is computed.
+  x = np.random.default_rng(0).standard_normal(5000).astype(np.float32)
+  for center in (False, True):
+    ref = A.delta_cdf(x, center=center)
+    assert A.delta_cdf(x * np.float32(scale), center=center) == pytest.approx(ref, abs=2e-6)
+    batch = A.delta_cdf_batch(np.stack([x, x * np.float32(scale)]), center=center)
+    np.testing.assert_allclose(batch, [ref, ref], atol=2e-6)
 
 
 def test_grid_equals_brute_force_heavy_tails_and_ties():
