@@ -326,13 +326,11 @@ def main(run: Callable, summary: Callable, default_config: str, default_workdir:
       raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     from mdgeom import results
     fl = flags.FLAGS
-    if not (fl.distributed or fl.coordinator_address) and (
-        fl.num_processes is not None or fl.process_id is not None):
-      _fail("--num_processes and --process_id need --coordinator_address (or --distributed "
-            "under SLURM / Open MPI, which detects them).", 2)  # (a command-line error)
     try:
       _setup_processes(fl)
       res = run(config.value, fl.workdir)
+    except _FlagCombinationError as e:  # a command-line error, like every bad flag
+      _fail(str(e), 2)
     except results.CellsPending as e:  # --nowait: nothing left for this worker
       print(f"{_one_line(e)}")
       return
@@ -347,6 +345,10 @@ def main(run: Callable, summary: Callable, default_config: str, default_workdir:
   app.run(_main, flags_parser=lambda args: _guard(lambda: flags.FLAGS(args), verbose))
 
 
+class _FlagCombinationError(ValueError):
+  """Flags that do not go together (status 2, as absl's own flag errors)."""
+
+
 def _setup_processes(fl) -> None:
   """Sweep options (mdgeom.results.configure_sweep) and, when asked, jax.distributed; before
   run(), which is before any JAX computation (initialize must come first)."""
@@ -354,8 +356,8 @@ def _setup_processes(fl) -> None:
   results.configure_sweep(merge_only=fl.merge, wait=fl.wait, claim_timeout=fl.claim_timeout)
   if not (fl.distributed or fl.coordinator_address):
     if fl.num_processes is not None or fl.process_id is not None:
-      raise ValueError("--num_processes and --process_id need --coordinator_address (or "
-                       "--distributed under SLURM / Open MPI, which detects them).")
+      raise _FlagCombinationError("--num_processes and --process_id need --coordinator_address "
+                                  "(or --distributed under SLURM / Open MPI, which detects them).")
     return
   import jax
   ids = fl.local_device_ids

@@ -69,8 +69,7 @@ def _scaled_grid_counts(x, valid, center=False, scale=True):
   xv = jnp.where(valid, x, 0.0)
   # The statistic is scale-free: divide by the power of two nearest the largest |x| first
   # (exact), so a tiny or huge sample's variance neither underflows nor overflows.
-  _, e = jnp.frexp(jnp.max(jnp.abs(xv)))
-  e = e if scale else jnp.zeros_like(e)
+  e = jnp.frexp(jnp.max(jnp.abs(xv)))[1] if scale else jnp.zeros((), jnp.int32)
   xv = jnp.ldexp(xv, -e)
   mean = jnp.sum(xv) / n
   var = jnp.sum(jnp.where(valid, (xv - mean) ** 2, 0.0)) / (n - 1)
