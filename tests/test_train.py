@@ -290,11 +290,13 @@ def test_fit_prints_progress_lines_with_eta_without_a_terminal(monkeypatch, caps
   # PROGRESS_LINE_SECONDS (0 here: after every epoch but the last).
   monkeypatch.setattr(train, "PROGRESS_LINE_SECONDS", 0.0)
   _, variables, task = _mlp()
-  train.fit(task, variables, _data(40), potential="2-norm", learning_rate=0.1, epochs=3,
-            batch_size=16, progress=True, desc="mlp 2 seed 0")
+  r = train.fit(task, variables, _data(40), potential="2-norm", learning_rate=0.1, epochs=3,
+                batch_size=16, progress=True, desc="mlp 2 seed 0")
   lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("mlp 2 seed 0")]
-  assert [ln.split(",")[0] for ln in lines] == ["mlp 2 seed 0: epoch 1/3", "mlp 2 seed 0: epoch 2/3"]
-  assert all("loss" in ln and "ETA" in ln and ln.endswith(" s") for ln in lines)
+  # each line reports its epoch's mean training loss (the curve fit returns) and an ETA
+  assert [ln.split(", train")[0] for ln in lines] == [
+      f"mlp 2 seed 0: epoch {e + 1}/3, loss {r.loss_history[e]:.4g}" for e in (0, 1)]
+  assert all(ln.split("ETA ")[1].endswith(" s") for ln in lines)
   train.fit(task, variables, _data(40), potential="2-norm", learning_rate=0.1, epochs=3,
             batch_size=16, progress=False, desc="quiet")
   assert "quiet" not in capsys.readouterr().out
