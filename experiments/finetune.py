@@ -25,7 +25,8 @@ Writes workdir/results.json:
      "delta_cdf_units", "kurtosis", "kurtosis_units"}}]}} (the trained potential's change),
      "train_accuracy": {arch: {trained: [per seed]}}, "seed_epochs": {same: epochs per seed,
      after the extensions}, "below_target": {arch: {trained: seeds below the target accuracy}},
-     "phase_seconds": {arch: {"pretrain", "search", "finetune", "analysis"}},
+     "phase_seconds": {arch: {"pretrain", "search", "finetune", "analysis"}} (training time
+     counts the epochs of runs killed before a resume),
      "final_loss": {same}, "loss_history": {same, per seed the mean training loss of each
      epoch}, "learning_rate": {arch: {trained: value}},
      "learning_rate_at_grid_edge": {arch: {trained: "lower" | "upper" | null}},
@@ -252,18 +253,18 @@ def _pretrained(config, model, source, workdir, task, task_id: str = "classifica
   if results.sweep_settings()["merge_only"]:
     raise RuntimeError(f"{model.name}: no pretrained network in {folder}, so no finished cells "
                        "to merge (--merge computes nothing).")
-  t0 = time.time()
   r = train.fit(task, variables, source.pretrain, potential="2-norm",
                 learning_rate=pc.learning_rate, epochs=pc.epochs, batch_size=pc.batch_size,
                 momentum=pc.momentum, seed=pc.seed, precision=config.train.precision,
                 progress=config.progress, desc=f"pretrain {model.name}",
                 max_grad_norm=pc.get("max_grad_norm"),
                 checkpoint_dir=os.path.join(folder, f"{model.name}.ckpt"))
+  t0 = time.time()
   pool = train.evaluate(task, r.variables, source.all())
   pool_acc = pool.get("accuracy", float("nan"))
   info = {"train_accuracy": r.train_accuracy, "pool_accuracy": pool_acc,
           "pool_loss": pool["loss"], "final_loss": r.final_loss, "epochs": pc.epochs,
-          "seconds": time.time() - t0}
+          "seconds": r.seconds + time.time() - t0}  # (r.seconds: with epochs before a kill)
   acc = ("" if np.isnan(pool_acc) else
          f", {r.train_accuracy:.1f}% train, {pool_acc:.1f}% on the held-out pool")
   print(f"{model.name}: pretrained {pc.epochs} epochs on {len(source.pretrain['label'])} "
@@ -306,26 +307,29 @@ def search_cell(config, task, variables, source, n, arch, trained, ckpt=None) ->
   s = config.search
   data = source.take(_subset(config, source, n, s.seed))
 
+  fit_seconds = []  # each candidate's training time, counting a killed run's (FitResult.seconds)
+
   def one(lr, epochs):
-    return _fit(config, task, variables, data, trained, lr, epochs, s.seed,
-                ckpt=None if ckpt is None else os.path.join(ckpt, f"lr{lr:.6g}_x{epochs}"),
-                checkpoint_every=epochs,
-                desc=f"{arch} {potentials.short_label(trained)} search lr={lr:.0e} x{epochs}")
+    r = _fit(config, task, variables, data, trained, lr, epochs, s.seed,
+             ckpt=None if ckpt is None else os.path.join(ckpt, f"lr{lr:.6g}_x{epochs}"),
+             checkpoint_every=epochs,
+             desc=f"{arch} {potentials.short_label(trained)} search lr={lr:.0e} x{epochs}")
+    fit_seconds.append(r.seconds)
+    return r
 
   print(f"{arch} / {trained}: learning-rate search on {n} images", flush=True)
-  t0 = time.time()
   r = train.search_learning_rate(one, list(s.learning_rates), s.epochs, s.extra_epochs,
                                  s.max_extensions, s.target_accuracy)
   if ckpt is not None:
     shutil.rmtree(ckpt, ignore_errors=True)
-  # (with "at_grid_edge" and each candidate's "loss_history")
-  return {**r._asdict(), "seconds": time.time() - t0}
+  # (with "at_grid_edge" and each candidate's "loss_history"); seconds: the candidates' training
+  # time, whether in this run or in runs killed before it
+  return {**r._asdict(), "seconds": float(sum(fit_seconds))}
 
 
 def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epochs, seed,
               workdir) -> dict:
   """Finetunes on seed's subset, saves the final weights, analyses the dual change."""
-  t0 = time.time()
   idx = _subset(config, source, n, seed)
   data = source.take(idx)
   label = potentials.short_label(trained)
@@ -338,15 +342,17 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
   longest = s.epochs + s.max_extensions * s.extra_epochs if s.extend_seeds else epochs
   lengths = (list(range(epochs, longest + 1, s.extra_epochs))
              if s.extra_epochs and longest > epochs else [epochs])
+  train_seconds = 0.0  # counting the epochs of runs killed before this one (FitResult.seconds)
   for i, n_epochs in enumerate(lengths):
     r = _fit(config, task, variables, data, trained, lr, n_epochs, seed,
              ckpt=os.path.join(ckpt, f"x{n_epochs}"), desc=f"{arch} {label} seed {seed}")
+    train_seconds += r.seconds
     if not (r.train_accuracy < s.target_accuracy):  # (NaN: no accuracy, e.g. SimSiam)
       break
     if i + 1 < len(lengths):
       print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train after {n_epochs} "
             f"epochs, below {s.target_accuracy:g}%: {s.extra_epochs} more", flush=True)
-  train_seconds = time.time() - t0
+  t1 = time.time()
   save_variables(os.path.join(workdir, "weights", arch, trained, f"seed{seed}.msgpack"),
                  r.variables)
   ranking = analysis.rank_potentials(
@@ -369,8 +375,8 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
           "subset": idx}
   cell.update(extra_analysis(config, model, variables["params"], r.variables["params"], trained))
   cell["train_seconds"] = train_seconds
-  cell["seconds"] = time.time() - t0
-  cell["analysis_seconds"] = cell["seconds"] - train_seconds
+  cell["analysis_seconds"] = time.time() - t1
+  cell["seconds"] = train_seconds + cell["analysis_seconds"]
   best = ranking.best.name
   print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train, best "
         f"{potentials.short_label(best)} (Delta-CDF " +

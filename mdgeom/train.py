@@ -28,6 +28,7 @@ A task is a loss over a batch (`Task`); `classification_task(model)` is cross-en
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -85,7 +86,7 @@ class FitResult(NamedTuple):
   learning_rate: float
   epochs: int
   loss_history: np.ndarray  # mean loss per epoch
-  seconds: float
+  seconds: float           # training time, including the epochs before a resume (see fit)
 
 
 def cosine_epoch_lr(learning_rate, epoch, epochs):
@@ -306,6 +307,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
   put = lambda t: jax.device_put(jax.device_get(t) if multi_process else t, replicated)
   params, state, opt_state = put(params), put(state), put(opt_state)
   start = 0
+  before = 0.0  # seconds spent on the restored epochs by the runs before this one
   manager = None
   if checkpoint_dir is not None:
     # (after the put: the restore target carries the sharding, which orbax needs across hosts)
@@ -313,6 +315,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     restored = _restore(manager, params, state, opt_state, history)
     if restored is not None:
       start, params, state, opt_state, history = restored
+      before = _elapsed_at(checkpoint_dir, start)
   # Copies: the jitted epoch donates its inputs, the caller keeps its own arrays.
   params, state, opt_state = jax.tree.map(jnp.copy, (params, state, opt_state))
   if feed == "device":
@@ -372,6 +375,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
       break  # diverged: the learning-rate search reads a NaN final loss
     if manager is not None and ((epoch + 1) % checkpoint_every == 0 or epoch + 1 == epochs):
       _save(manager, epoch + 1, params, state, opt_state, history)
+      _record_elapsed(checkpoint_dir, epoch + 1, before + time.perf_counter() - t0)
   if manager is not None:
     manager.wait_until_finished()
     manager.close()
@@ -382,7 +386,7 @@ def fit(task: Task, variables, data: Mapping[str, Any], *, potential, learning_r
     acc = evaluate(task, out, data, batch_size, devices).get("accuracy", float("nan"))
   out = jax.device_get(out)
   return FitResult(out, float(history[-1]), acc, float(learning_rate), int(epochs), history,
-                   time.perf_counter() - t0)
+                   before + time.perf_counter() - t0)
 
 
 def _addressable(mesh: Mesh) -> bool:
@@ -456,6 +460,41 @@ def _save(manager, epoch, params, state, opt_state, history):
   item = {"params": params, "state": state, "opt_state": opt_state,
           "history": np.asarray(history)}
   manager.save(epoch, args=ocp.args.StandardSave(item))
+
+
+_ELAPSED_FILE = "seconds.json"  # beside orbax's step folders: {step: seconds of fit up to it}
+
+
+def _record_elapsed(directory, step, seconds) -> None:
+  """Notes how long fit had run when it saved `step`, so that a resumed run's FitResult.seconds
+  counts the epochs before the kill (phase tables of resumed runs otherwise undercount)."""
+  if jax.process_index() != 0:
+    return
+  path = os.path.join(os.path.abspath(directory), _ELAPSED_FILE)
+  table = _read_elapsed(path)
+  table = {k: v for k, v in table.items() if int(k) <= step}  # (a rerun from an earlier step)
+  table[str(step)] = float(seconds)
+  tmp = f"{path}.tmp{os.getpid()}"
+  with open(tmp, "w") as f:
+    json.dump(table, f)
+  os.replace(tmp, path)
+
+
+def _read_elapsed(path) -> dict:
+  try:
+    with open(path) as f:
+      table = json.load(f)
+    return table if isinstance(table, dict) else {}
+  except (OSError, ValueError):
+    return {}
+
+
+def _elapsed_at(directory, step) -> float:
+  """Seconds fit had run when it saved `step` (0 for a checkpoint written before they were
+  recorded: only this run's time is counted then)."""
+  table = _read_elapsed(os.path.join(os.path.abspath(directory), _ELAPSED_FILE))
+  v = table.get(str(step))
+  return float(v) if isinstance(v, (int, float)) and math.isfinite(v) and v >= 0 else 0.0
 
 
 def _restore(manager, params, state, opt_state, history):

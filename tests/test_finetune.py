@@ -2,7 +2,9 @@
 weights, cells skipped on rerun, clear errors."""
 
 import glob
+import json
 import os
+import time
 import types
 
 import jax
@@ -131,20 +133,37 @@ def test_killed_search_resumes_from_its_candidates_checkpoints(tmp_path, monkeyp
       raise KeyboardInterrupt("killed")
     return real_fit(*a, **k)
   monkeypatch.setattr(finetune.train, "fit", killed_at_second_candidate)
+  real_save = train._save
+  # (a slow first candidate: its 2 s must still count in the resumed search's seconds)
+  monkeypatch.setattr(train, "_save", lambda m, *a: (real_save(m, *a), time.sleep(2.0)))
   with pytest.raises(KeyboardInterrupt):
     finetune.run(c, workdir)
   (search_dir,) = glob.glob(os.path.join(workdir, "checkpoints", "mlp", "2-norm", "search_*"))
   assert os.listdir(search_dir) == ["lr0.01_x2"]  # the finished candidate's final checkpoint
+  with open(os.path.join(search_dir, "lr0.01_x2", "seconds.json")) as f:
+    first_seconds = json.load(f)["2"]
+  assert first_seconds >= 2.0
 
-  monkeypatch.setattr(finetune.train, "fit", real_fit)
+  walls = []
+
+  def timed_fit(*a, **k):
+    t = time.perf_counter()
+    r = real_fit(*a, **k)
+    if f"{os.sep}search_" in str(k.get("checkpoint_dir")):
+      walls.append(time.perf_counter() - t)
+    return r
+  monkeypatch.setattr(finetune.train, "fit", timed_fit)
   saved = []
-  real_save = train._save
   monkeypatch.setattr(train, "_save", lambda m, *a: saved.append(str(m.directory)) or
                       real_save(m, *a))
   res = finetune.run(c, workdir)
   # The finished candidate was restored, not trained again; the interrupted one trained.
   assert not any("lr0.01_x2" in d for d in saved) and any("lr0.1_x2" in d for d in saved)
   assert not os.path.exists(search_dir)
+  # The search's seconds count the first candidate's training in the killed run (this run's fits
+  # took `walls`; without it the search would report about sum(walls)).
+  assert len(walls) == len(c.search.learning_rates)
+  assert res["search"]["mlp"]["2-norm"]["seconds"] >= sum(walls) + 0.5 * first_seconds
   assert res["search"] == {**clean["search"], "mlp": {
       t: {**v, "seconds": res["search"]["mlp"][t]["seconds"]}
       for t, v in clean["search"]["mlp"].items()}}

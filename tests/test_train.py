@@ -1,6 +1,7 @@
 """The training loop: exact agreement with an independent SGD loop, data parallelism, mixed
 precision, checkpoint/resume after a kill, the learning-rate search."""
 
+import json
 import os
 import signal
 import subprocess
@@ -175,6 +176,44 @@ def test_checkpoint_resume_after_kill_gives_same_result(tmp_path):
   a, b = np.load(ref), np.load(resumed)
   for k in a.files:
     np.testing.assert_allclose(a[k], b[k], rtol=1e-6, atol=1e-7, err_msg=k)
+
+
+def test_resumed_fit_counts_the_seconds_before_the_kill(tmp_path, monkeypatch):
+  """FitResult.seconds of a resumed run includes the epochs trained before the kill (the phase
+  tables of resumed runs would otherwise report only the last run's part)."""
+  _, v, task = _mlp()
+  data, ckpt = _data(32), str(tmp_path / "ckpt")
+  real_save, real_record = train._save, train._record_elapsed
+
+  def slow_save(m, *a):  # each saved epoch takes 0.5 s more, and is on disk before the "kill"
+    real_save(m, *a)
+    m.wait_until_finished()
+    time.sleep(0.5)
+
+  def killed_after_epoch_2(directory, step, seconds):
+    real_record(directory, step, seconds)
+    if step == 2:
+      raise KeyboardInterrupt("killed")
+  monkeypatch.setattr(train, "_save", slow_save)
+  monkeypatch.setattr(train, "_record_elapsed", killed_after_epoch_2)
+  kw = dict(potential="2-norm", learning_rate=0.1, epochs=4, batch_size=16, progress=False,
+            checkpoint_dir=ckpt)
+  with pytest.raises(KeyboardInterrupt):
+    train.fit(task, v, data, **kw)
+  with open(os.path.join(ckpt, "seconds.json")) as f:
+    before = json.load(f)["2"]
+  assert before >= 1.0  # two slow saves
+
+  monkeypatch.setattr(train, "_save", real_save)
+  monkeypatch.setattr(train, "_record_elapsed", real_record)
+  t = time.perf_counter()
+  r = train.fit(task, v, data, **kw)
+  wall = time.perf_counter() - t
+  assert np.all(np.isfinite(r.loss_history))  # epochs 1-2 restored, 3-4 trained
+  assert before <= r.seconds <= before + wall
+  assert r.seconds >= wall + 0.5 * before  # not this run's time alone
+  with open(os.path.join(ckpt, "seconds.json")) as f:
+    assert before < json.load(f)["4"] <= r.seconds
 
 
 def test_two_devices_match_one_device(tmp_path):
