@@ -31,6 +31,8 @@ Writes workdir/results.json:
      epoch}, "learning_rate": {arch: {trained: value}},
      "learning_rate_at_grid_edge": {arch: {trained: "lower" | "upper" | null}},
      "epochs": {arch: {trained: value}}, "search": {arch: {trained: table}},
+     "seeds_share_images": {arch: true when N is the whole pool, so seeds differ in batch order
+     only},
      "pretrain": {arch: {...}}}
 Weights: workdir/weights/<arch>/initial.msgpack (with initial.json: the fingerprint of those
 variables) and <trained>/seed<k>.msgpack (flax serialization of the variables). Every search and
@@ -443,6 +445,16 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
                              f"{source.pool_size}; use a smaller network, a larger pool or "
                              "config.data.n_data.")
     sizes[arch] = d, n
+  seeds = [int(s) for s in config.seeds]
+  # N = the whole pool: every seed's subset is the same images, so the seeds differ only in batch
+  # order, and the implicit bias of mirror descent makes their solutions nearly equal.
+  shared = {arch: sizes[arch][1] == source.pool_size and len(seeds) > 1 for arch in archs}
+  for arch in archs:
+    if shared[arch]:
+      logging.warning("%s: N = %d finetuning images is the whole pool, so the %d seeds finetune "
+                      "on the same images and differ only in batch order: their spread is not "
+                      "a sampling spread (a larger pool: config.data.pool_per_class, or the "
+                      "full data set)", arch, sizes[arch][1], len(seeds))
   results.prepare_workdir(workdir)
   cfg = results.config_dict(config)
   base = {**{k: v for k, v in cfg.items() if k not in _SELECTORS},
@@ -451,14 +463,14 @@ def run(config, workdir: str, task_fn=classification, reference=None) -> dict:
   task_id = f"{getattr(task_fn, '__module__', '')}.{getattr(task_fn, '__qualname__', task_fn)}"
   trained_names = [potentials.get(p).name for p in config.trained_potentials]
   hyp = [potentials.get(h).name for h in config.hypothesized_potentials]
-  seeds = [int(s) for s in config.seeds]
   out = {"config": cfg, "architectures": archs, "trained_potentials": trained_names,
          "hypothesized_potentials": hyp, "n_weights": {}, "n_data": {}, "delta_cdf": {},
          "magnitude": {}, "ruled_out": {}, "n_sign_flips": {}, "train_accuracy": {},
          "final_loss": {}, "loss_history": {}, "learning_rate": {},
          "learning_rate_at_grid_edge": {}, "epochs": {}, "search": {}, "pretrain": {},
          "delta_cdf_centered": {}, "delta_cdf_units": {}, "per_layer": {},
-         "seed_epochs": {}, "below_target": {}, "phase_seconds": {}}
+         "seed_epochs": {}, "below_target": {}, "phase_seconds": {},
+         "seeds_share_images": shared}
   start = time.time()
   prepared, cells = {}, []
   for arch in archs:
@@ -578,6 +590,9 @@ def _summary_table(res: dict, key: str, what: str) -> list[str]:
     lines.append(f"{arch}: D = {res['n_weights'][arch]} weights, N = {res['n_data'][arch]} "
                  f"images, {n_seeds} seeds. Delta-CDF, {what}, mean and SD over seeds "
                  "[trained x hypothesised]")
+    if res.get("seeds_share_images", {}).get(arch):
+      lines.append(f"  (N is the whole pool: every seed finetunes on the same {res['n_data'][arch]}"
+                   " images, in another batch order; the SD is not a sampling spread)")
     lines.append(f"{'trained':<9}" + "".join(f"{potentials.short_label(h):>14}" for h in hyp) +
                  f"{'lr':>9}{'epochs':>8}{'train acc':>11}{'<target':>9}")
     for t in res["trained_potentials"]:

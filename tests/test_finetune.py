@@ -120,6 +120,29 @@ def test_rerun_skips_finished_cells_and_new_seed_runs_alone(tiny_run, tmp_path, 
       "2-norm"]
 
 
+def test_seeds_on_the_whole_pool_are_flagged(tmp_path, caplog):
+  """N = the pool: every seed has the same images (only the batch order differs); results.json,
+  the log and the summary say so, since the spread over such seeds is no sampling spread."""
+  c = tiny_config()
+  c.trained_potentials, c.search.learning_rates = ("2-norm",), (0.1,)
+  c.data.n_data = 200  # the tiny pool: 20 per class
+  c.search.epochs, c.search.max_extensions = 1, 0
+  with caplog.at_level("WARNING"):
+    res = finetune.run(c, str(tmp_path))
+  assert res["seeds_share_images"] == {"mlp": True}
+  subsets = [results.read_json(os.path.join(tmp_path, "cells", f"mlp__2-norm__seed{s}.json"))[
+      "value"]["subset"] for s in (0, 1)]
+  assert sorted(subsets[0]) == sorted(subsets[1]) == list(range(200))
+  assert "whole pool" in caplog.text
+  assert "every seed finetunes on the same 200 images" in finetune.summary(res)
+
+
+def test_seeds_on_subsets_of_the_pool_are_not_flagged(tiny_run):
+  _, res = tiny_run
+  assert res["seeds_share_images"] == {"mlp": False}
+  assert "whole pool" not in finetune.summary(res)
+
+
 def test_killed_search_resumes_from_its_candidates_checkpoints(tmp_path, monkeypatch):
   c = tiny_config()
   c.trained_potentials, c.seeds, c.search.max_extensions = ("2-norm",), (0,), 0
