@@ -52,6 +52,7 @@ def merge(runs: list[dict]) -> dict:
       out.setdefault(key, {}).update(r[key])
     if "delta_cdf_units" in r:  # (results written before per-unit scales existed lack it)
       out.setdefault("delta_cdf_units", {}).update(r["delta_cdf_units"])
+    out.setdefault("seeds_share_images", {}).update(r.get("seeds_share_images", {}))
   if set(out.get("delta_cdf_units", {})) != set(out["architectures"]):
     out.pop("delta_cdf_units", None)
   return out
@@ -101,8 +102,11 @@ def draw(res: dict, title: str = ""):
         ax.fill_between(x, mean - std, mean + std, alpha=0.25, color=COLORS.get(t))
       ax.set_xticks(x, [potentials.short_label(h) for h in hyp])
       ax.set_xlabel(r"hypothesised potential $\psi$")
+      # (seeds on the whole pool share their images: the band is then no sampling spread)
+      same = " on the same images" if res.get("seeds_share_images", {}).get(a) else ""
       ax.set_title(f"B: {a} (D={res['n_weights'][a]:,}, N={res['n_data'][a]}, {v.shape[1]} "
-                   "seeds)" if key == "delta_cdf" else f"B: {a}, per-unit scales", fontsize=9)
+                   f"seeds{same})" if key == "delta_cdf" else f"B: {a}, per-unit scales",
+                   fontsize=9)
       ax.set_ylim(bottom=0)
       ax.grid(alpha=0.3)
     row[1].set_ylabel(r"$\Delta$CDF of $\nabla\psi(w) - \nabla\psi(w_0)$")
