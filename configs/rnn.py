@@ -9,6 +9,9 @@ Variants:
   ""       CPU run on the embedded MNIST-5k with the paper's protocol (5-rate grid, extension
            to 100% training accuracy, 5 seeds): pretrain on 4,000 digits, finetune on N = D^0.5
            of the disjoint 1,000-digit pool, hidden sizes 100 and 1000 (N = 100 and 1000).
+           rnn1000's N is the whole pool, so its seeds share their images and differ only in
+           batch order (results.json "seeds_share_images"); --config.data.pool_per_class=200
+           gives them distinct subsets of a 2,000-digit pool (pretraining on 3,000).
   "mnist"  the paper's setting: full MNIST through TFDS (pretrain on the 60,000 training
            digits, finetune on the test set), 10 seeds, the full search.
 
