@@ -103,9 +103,10 @@ def draw(res: dict, title: str = ""):
       ax.set_xticks(x, [potentials.short_label(h) for h in hyp])
       ax.set_xlabel(r"hypothesised potential $\psi$")
       # (seeds on the whole pool share their images: the band is then no sampling spread)
-      same = " on the same images" if res.get("seeds_share_images", {}).get(a) else ""
+      same = ("\nthe seeds share their N images"
+              if res.get("seeds_share_images", {}).get(a) else "")
       ax.set_title(f"B: {a} (D={res['n_weights'][a]:,}, N={res['n_data'][a]}, {v.shape[1]} "
-                   f"seeds{same})" if key == "delta_cdf" else f"B: {a}, per-unit scales",
+                   f"seeds){same}" if key == "delta_cdf" else f"B: {a}, per-unit scales",
                    fontsize=9)
       ax.set_ylim(bottom=0)
       ax.grid(alpha=0.3)

@@ -138,7 +138,8 @@ def test_seeds_on_the_whole_pool_are_flagged(tmp_path, caplog):
   from figures import finetune as fig
   for r in (res, fig.merge([res])):  # Fig. 4/7's panel title says it too
     _, axes = fig.draw(r)
-    assert any("2 seeds on the same images" in ax.get_title() for ax in np.ravel(axes))
+    assert any("2 seeds)\nthe seeds share their N images" in ax.get_title()
+               for ax in np.ravel(axes))
 
 
 def test_seeds_on_subsets_of_the_pool_are_not_flagged(tiny_run):
@@ -147,7 +148,7 @@ def test_seeds_on_subsets_of_the_pool_are_not_flagged(tiny_run):
   assert "whole pool" not in finetune.summary(res)
   from figures import finetune as fig
   _, axes = fig.draw(res)
-  assert not any("same images" in ax.get_title() for ax in np.ravel(axes))
+  assert not any("share their" in ax.get_title() for ax in np.ravel(axes))
 
 
 def test_killed_search_resumes_from_its_candidates_checkpoints(tmp_path, monkeypatch):
