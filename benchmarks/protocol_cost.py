@@ -149,7 +149,8 @@ def main(argv=None):
     print(f"{arch:<14} {model.count_analysed(variables):>9} {len(data['label']):>6} {t:>9.3f} "
           f"{t / first:>7.2f} {flops / 1e9:>12.2f} {flops / t / 1e9:>8.0f} "
           f"{flops / t / 1e9 / peak:>8.0%} {minutes:>15.1f}")
-  print(f"(protocol: 3 potentials x (5 rates + {a.seeds} seeds) x 30 epochs, no extension, no divergence)")
+  print(f"(protocol: 3 potentials x (5 rates + {a.seeds} seeds) x 30 epochs, no extension, "
+        "no divergence)")
 
 
 if __name__ == "__main__":

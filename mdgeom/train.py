@@ -28,7 +28,6 @@ A task is a loss over a batch (`Task`); `classification_task(model)` is cross-en
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 import os
@@ -42,6 +41,7 @@ import optax
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from mdgeom import potentials as potentials_lib
+from mdgeom import results
 from mdgeom.optim import mirror_descent
 
 _log = logging.getLogger(__name__)
@@ -471,22 +471,18 @@ def _record_elapsed(directory, step, seconds) -> None:
   if jax.process_index() != 0:
     return
   path = os.path.join(os.path.abspath(directory), _ELAPSED_FILE)
-  table = _read_elapsed(path)
-  table = {k: v for k, v in table.items() if int(k) <= step}  # (a rerun from an earlier step)
+  table = {k: v for k, v in _read_elapsed(path).items()
+           if k.isdigit() and int(k) <= step}  # (a rerun from an earlier step drops later ones)
   table[str(step)] = float(seconds)
-  tmp = f"{path}.tmp{os.getpid()}"
-  with open(tmp, "w") as f:
-    json.dump(table, f)
-  os.replace(tmp, path)
+  results.write_json_atomic(path, table)
 
 
 def _read_elapsed(path) -> dict:
   try:
-    with open(path) as f:
-      table = json.load(f)
-    return table if isinstance(table, dict) else {}
-  except (OSError, ValueError):
+    table = results.read_json(path)
+  except (OSError, results.ResultFileError):  # none yet, or damaged by a kill: nothing recorded
     return {}
+  return table if isinstance(table, dict) else {}
 
 
 def _elapsed_at(directory, step) -> float:
