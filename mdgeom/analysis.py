@@ -460,7 +460,7 @@ def exclude_paths(*patterns: str) -> Callable[[str, Any], bool]:
   return keep
 
 
-def _select_leaves(w0, w, where):
+def select_leaves(w0, w, where):
   p0 = jax.tree_util.tree_leaves_with_path(w0)
   p1 = jax.tree_util.tree_leaves_with_path(w)
   s0 = jax.tree_util.tree_structure(w0)
@@ -572,7 +572,7 @@ def rank_potentials(
     raise ValueError(f"unknown Delta-CDF method {method!r}: use 'grid' or 'exact'.")
   if scales not in (None, "pooled", "units"):
     raise ValueError(f"unknown scales {scales!r}: use None/'pooled' (the paper's) or 'units'.")
-  names, shapes, a, b = _select_leaves(w0, w, where)
+  names, shapes, a, b = select_leaves(w0, w, where)
   unit_shapes = shapes if scales == "units" else None
   a, b = _as_pair(a, b)
   if a.size == 0:
@@ -639,7 +639,7 @@ def leaf_statistics(potential: PotentialLike, w0, w, *, where=None,
   a pooled statistic's non-Gaussianity comes from.
   """
   pot = potentials_lib.get(potential)
-  names, shapes, a, b = _select_leaves(w0, w, where)
+  names, shapes, a, b = select_leaves(w0, w, where)
   a, b = _as_pair(a, b)
   out = {}
   start = 0

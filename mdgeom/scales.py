@@ -95,8 +95,10 @@ def concat_ids(parts: list[UnitIds]) -> UnitIds:
   return UnitIds(np.concatenate(rows), np.concatenate(cols))
 
 
-def _merge_small(ids: np.ndarray, valid: np.ndarray, min_count: int) -> tuple[np.ndarray, int]:
-  """Relabels units with fewer than min_count valid entries into one shared unit (the last id)."""
+def merge_small_units(ids: np.ndarray, valid: np.ndarray,
+                      min_count: int = MIN_COUNT) -> tuple[np.ndarray, int]:
+  """Relabels units with fewer than min_count valid entries into one shared unit (the last id);
+  returns the new ids and the number of units."""
   counts = np.bincount(ids[valid], minlength=int(ids.max()) + 1 if ids.size else 0)
   small = counts < min_count
   if not small.any():
@@ -145,8 +147,8 @@ def unit_scales(d, ids: UnitIds, valid=None, *, estimator: str = "abs", noise_va
   v = np.isfinite(d) if valid is None else (np.asarray(valid, bool).ravel() & np.isfinite(d))
   if noise_var is not None:
     v &= np.isfinite(np.asarray(noise_var, np.float64).ravel())
-  rows, n_r = _merge_small(ids.rows, v, min_count)
-  cols, n_c = _merge_small(ids.cols, v, min_count)
+  rows, n_r = merge_small_units(ids.rows, v, min_count)
+  cols, n_c = merge_small_units(ids.cols, v, min_count)
   d2 = np.where(v, d, 0.0) ** 2 if estimator == "rms" else np.abs(np.where(v, d, 0.0))
   raw = d2
   if noise_var is not None:

@@ -275,9 +275,9 @@ def calibrate(pots, w0: np.ndarray, fits, valid: np.ndarray, rel_sd: float, cent
   mu = np.asarray([f[0] for f in fits], np.float64)
   sig = np.asarray([f[1] for f in fits], np.float64)
   if ids is not None:
-    rows, n_r = scales_lib._merge_small(ids.rows[valid], np.ones(w0v.size, bool),
+    rows, n_r = scales_lib.merge_small_units(ids.rows[valid], np.ones(w0v.size, bool),
                                         scales_lib.MIN_COUNT)
-    cols, n_c = scales_lib._merge_small(ids.cols[valid], np.ones(w0v.size, bool),
+    cols, n_c = scales_lib.merge_small_units(ids.cols[valid], np.ones(w0v.size, bool),
                                         scales_lib.MIN_COUNT)
   else:
     rows = cols = np.zeros(w0v.size, np.int64)
