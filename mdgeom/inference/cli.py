@@ -60,46 +60,95 @@ def _check_output(path: str | None, what: str) -> None:
     raise InferenceError(f"{what} {path}: cannot write to {folder}.")
 
 
+INFER_EPILOG = """\
+the table (method model, the default), ranked by log-likelihood:
+  log-lik   maximised log-likelihood of AFTER given BEFORE, every nuisance fitted
+  vs best   difference from the best row
+  LR        likelihood ratio against the best fit of the family, divided by kappa (the
+            sandwich factor: how much more the data vary than the model says)
+  p-value   chance of an LR at least this large were this geometry the truth
+  status    best / indistinguishable (in the confidence set) / worse / ruled out (sign flips or
+            zeros under negative entropy) / estimate (the family's best point)
+then: p and its interval (p = 1 is negative entropy), the nuisances (gain with a test of g = 1,
+noise, silent fraction, drift), the best model's goodness of fit against its own simulations,
+the verdict and notes. docs/inference.md has the model and every field.
+method delta_cdf: the Delta-CDF of each candidate's dual change, the paper's statistic
+(Delta-CDF, bootstrap interval, score, p(no worse), fit p; docs/inference.md).
+"""
+
+
 def infer_parser() -> argparse.ArgumentParser:
   ap = argparse.ArgumentParser(
-      prog="mdgeom infer",
+      prog="mdgeom infer", formatter_class=argparse.RawDescriptionHelpFormatter,
+      epilog=INFER_EPILOG,
       description="Which geometry of plasticity explains weights measured BEFORE and AFTER "
-                  "learning? Ranks candidate potentials by the Gaussianity of their dual change "
-                  "and says what the data support.")
+                  "learning? Fits each candidate's measurement model (a Gaussian change in its "
+                  "dual space, with drift, per-unit scales, a gain between the sessions, "
+                  "measurement noise and silent synapses) and says what the data support.")
   ap.add_argument("before", metavar="BEFORE", help="weights before learning (.csv, .npy, .npz; "
                   "a 2-D NPY/NPZ array is a weight matrix [post, pre])")
-  ap.add_argument("after", metavar="AFTER", help="weights after learning (the same synapses)")
-  ap.add_argument("--column", help="CSV column (name or 0-based index) or NPZ array, for both")
+  ap.add_argument("after", metavar="AFTER", help="weights after learning (the same synapses, in "
+                  "the same order; may be the same file as BEFORE with --before-column and "
+                  "--after-column)")
+  ap.add_argument("--column", help="CSV column (name or 0-based index) or NPZ array, for both "
+                  "files (two different files)")
   ap.add_argument("--before-column", help="column/array of BEFORE (overrides --column)")
   ap.add_argument("--after-column", help="column/array of AFTER (overrides --column)")
+  ap.add_argument("--id-column", help="a synapse id column in both CSVs: pairs are matched by "
+                  "id instead of by row")
+  ap.add_argument("--repeat", metavar="REPEAT", help="a second BEFORE measurement of the same "
+                  "synapses (file; with --repeat-column for a column of BEFORE's file): measures "
+                  "the noise directly")
+  ap.add_argument("--repeat-column", help="column/array of the repeated BEFORE measurement")
   ap.add_argument("--units", metavar="PRE,POST",
                   help="two CSV columns of BEFORE with each synapse's presynaptic and "
                   "postsynaptic unit (neuron ids): enables per-unit scales for a synapse table")
   ap.add_argument("--candidates", help="comma-separated potentials: '2-norm', 'negative_entropy', "
-                  "'hypentropy:0.1', 'mypackage.module:function' (default: negative entropy, "
-                  "p-norms p-min..p-max, hypentropy over beta, registered potentials)")
-  ap.add_argument("--p-min", default="1.1", help="smallest p of the scan (default 1.1)")
-  ap.add_argument("--p-max", default="4", help="largest p of the scan (default 4; grows to 8 "
-                  "when the best p sits at the end)")
-  ap.add_argument("--p-step", default="0.05", help="step of the p scan (default 0.05)")
-  ap.add_argument("--no-grow-p", action="store_true", help="keep the p scan where it is")
-  ap.add_argument("--betas", help="comma-separated hypentropy betas (default: median |w0| x "
-                  "10^-2 .. 10^1)")
-  ap.add_argument("--noise", default="0", help="relative SD of multiplicative measurement noise "
-                  "on both measurements, e.g. 0.1 for 10%% (default 0: exact measurements)")
-  ap.add_argument("--no-center", action="store_true", help="do not centre the change (the "
-                  "paper's statistic; a net drift then counts as non-Gaussianity)")
-  ap.add_argument("--keep-unchanged", action="store_true", help="keep weights with AFTER == "
-                  "BEFORE as zero changes (default: count them and leave them out)")
+                  "'hypentropy:0.1', 'mypackage.module:function' (default: the p-norms as one "
+                  "family, p = 1 being negative entropy, hypentropy, registered potentials)")
+  ap.add_argument("--method", default="model", choices=["model", "delta_cdf"],
+                  help="model: the measurement model; delta_cdf: the paper's statistic "
+                  "(default: %(default)s)")
+  ap.add_argument("--noise", default="auto", help="relative SD of multiplicative measurement "
+                  "noise on both measurements, e.g. 0.1 for 10%%, or 'auto' to estimate it "
+                  "(default: %(default)s; 0 for exact weights such as a trained network's)")
+  ap.add_argument("--gain", default="auto", help="gain between the sessions (AFTER / BEFORE for "
+                  "an unchanged synapse), or 'auto' to estimate and test it (default: "
+                  "%(default)s)")
+  ap.add_argument("--no-silent", action="store_true", help="no fraction of silent synapses in "
+                  "the noise model")
+  ap.add_argument("--resolution", default="0.05", help="the p interval is widened by this on "
+                  "each side: the estimate's bias on trained networks (default: %(default)s)")
+  ap.add_argument("--max-synapses", default="20000", help="the likelihood uses at most this many "
+                  "synapses, drawn at random; 'all' for every one (default: %(default)s)")
+  ap.add_argument("--p-min", default="1.1", help="delta_cdf: smallest p of the scan "
+                  "(default: %(default)s)")
+  ap.add_argument("--p-max", default="4", help="largest p of the scan; grows to 8 when the best "
+                  "p sits at the end (default: %(default)s)")
+  ap.add_argument("--p-step", default="0.05", help="delta_cdf: step of the p scan "
+                  "(default: %(default)s)")
+  ap.add_argument("--no-grow-p", action="store_true", help="delta_cdf: keep the p scan where "
+                  "it is")
+  ap.add_argument("--betas", help="delta_cdf: comma-separated hypentropy betas (default: median "
+                  "|w0| x 10^-2 .. 10^1)")
+  ap.add_argument("--no-center", action="store_true", help="delta_cdf: do not centre the change "
+                  "(the paper's statistic; a net drift then counts as non-Gaussianity)")
+  ap.add_argument("--keep-unchanged", action="store_true", help="delta_cdf: keep weights with "
+                  "AFTER == BEFORE as zero changes (default: count them and leave them out)")
   ap.add_argument("--scales", default="auto", choices=["auto", "units", "pooled"],
-                  help="per-unit scales (auto: on for 2-D weights and --units; pooled: the "
-                  "paper's single scale)")
-  ap.add_argument("--level", default="0.05", help="level of the comparisons with the best")
-  ap.add_argument("--ci-level", default="0.95", help="coverage of the bootstrap intervals")
-  ap.add_argument("--n-boot", default="200", help="paired bootstrap resamples")
-  ap.add_argument("--n-null", default="1000", help="Gaussian-null draws (goodness of fit)")
-  ap.add_argument("--n-sim", default="200", help="simulations per candidate (noise model)")
-  ap.add_argument("--seed", default="0", help="seed of every random draw")
+                  help="per-unit scales (auto: on for 2-D weights and --units; pooled: one "
+                  "scale) (default: %(default)s)")
+  ap.add_argument("--level", default="0.05", help="1 - coverage of the intervals and confidence "
+                  "sets (default: %(default)s)")
+  ap.add_argument("--ci-level", default="0.95", help="delta_cdf: coverage of the bootstrap "
+                  "intervals (default: %(default)s)")
+  ap.add_argument("--n-boot", default="200", help="delta_cdf: paired bootstrap resamples "
+                  "(default: %(default)s)")
+  ap.add_argument("--n-null", default="1000", help="delta_cdf: Gaussian-null draws "
+                  "(default: %(default)s)")
+  ap.add_argument("--n-sim", default="200", help="delta_cdf: simulations per candidate "
+                  "(default: %(default)s)")
+  ap.add_argument("--seed", default="0", help="seed of every random draw (default: %(default)s)")
   ap.add_argument("--json", metavar="PATH", help="write the result as JSON")
   ap.add_argument("--figure", metavar="PATH", default="mdgeom_infer.png",
                   help="figure (default: %(default)s)")
@@ -133,8 +182,15 @@ def infer_main(argv: Sequence[str] | None = None) -> int:
     p_min = _number(args.p_min, "--p-min")
     p_max = _number(args.p_max, "--p-max")
     p_step = _number(args.p_step, "--p-step")
-    cands.pnorm_grid(p_min, p_max, p_step)  # validates the scan before any work
-    noise = _number(args.noise, "--noise", lo=0, hi=1.99)
+    if args.method == "delta_cdf":
+      cands.pnorm_grid(p_min, p_max, p_step)  # validates the scan before any work
+    noise = "auto" if args.noise.strip().lower() == "auto" else _number(args.noise, "--noise",
+                                                                         lo=0, hi=1.99)
+    gain = "auto" if args.gain.strip().lower() == "auto" else _number(args.gain, "--gain",
+                                                                      lo=1e-6, hi=1e6)
+    resolution = _number(args.resolution, "--resolution", lo=0, hi=0.99)
+    max_syn = None if args.max_synapses.strip().lower() == "all" else _number(
+        args.max_synapses, "--max-synapses", int, lo=100, hi=10 ** 9)
     level = _number(args.level, "--level", lo=1e-6, hi=0.5)
     ci_level = _number(args.ci_level, "--ci-level", lo=0.5, hi=0.999999)
     n_boot = _number(args.n_boot, "--n-boot", int, lo=20, hi=100000)
@@ -144,34 +200,44 @@ def infer_main(argv: Sequence[str] | None = None) -> int:
     betas = _floats(args.betas, "--betas") if args.betas else None
     if betas and any(not b > 0 for b in betas):
       raise InferenceError(f"--betas: every beta must be > 0, got {args.betas!r}.")
+    if args.method == "delta_cdf" and noise == "auto":
+      noise = 0.0  # the Delta-CDF method takes a known noise level (0 unless given)
     _check_output(args.json, "--json")
     if not args.no_figure:
       _check_output(args.figure, "--figure")
-    w0 = io.read_weights(args.before, args.before_column or args.column)
-    w = io.read_weights(args.after, args.after_column or args.column)
-    io.check_pair(w0, w)
     units = None
     if args.units:
-      parts = [c.strip() for c in args.units.split(",")]
-      if len(parts) != 2 or not all(parts):
+      units = tuple(c.strip() for c in args.units.split(","))
+      if len(units) != 2 or not all(units):
         raise InferenceError(f"--units {args.units!r}: give two column names, PRE,POST.")
-      if w0.ndim != 1:
-        raise InferenceError("--units names CSV columns; a 2-D matrix carries its units already.")
-      units = io.read_unit_ids(args.before, *parts)
+    if args.repeat_column and not args.repeat:
+      args.repeat = args.before  # a column of BEFORE's own file
+    pair = io.read_pair(args.before, args.after, args.before_column or args.column,
+                        args.after_column or args.column, id_column=args.id_column,
+                        repeat=args.repeat, repeat_column=args.repeat_column, units=units)
+    io.check_pair(pair.w0, pair.w)
     candidates = None
     if args.candidates:
       candidates = cands.resolve([c.strip() for c in args.candidates.split(",") if c.strip()])
-    res = geometry.infer_geometry(
-        w0, w, candidates, center=not args.no_center,
-        unchanged="keep" if args.keep_unchanged else "exclude", scales=args.scales, units=units,
-        noise=noise, level=level, ci_level=ci_level, n_boot=n_boot, n_null=n_null, n_sim=n_sim,
-        seed=seed, p_min=p_min, p_max=p_max, p_step=p_step, betas=betas,
-        grow_p=not args.no_grow_p)
+    kw = dict(method=args.method, noise=noise, scales=args.scales, units=pair.units, level=level,
+              seed=seed, p_max=p_max)
+    if args.method == "model":
+      kw.update(gain=gain, repeat=pair.repeat, silent=not args.no_silent,
+                resolution=resolution, max_synapses=max_syn)
+    else:
+      kw.update(center=not args.no_center,
+                unchanged="keep" if args.keep_unchanged else "exclude", ci_level=ci_level,
+                n_boot=n_boot, n_null=n_null, n_sim=n_sim, p_min=p_min, p_step=p_step,
+                betas=betas, grow_p=not args.no_grow_p)
+    res = geometry.infer_geometry(pair.w0, pair.w, candidates, **kw)
   except InferenceError as e:
     if args.verbose:
       traceback.print_exc()
     print(f"mdgeom infer: error: {e}", file=sys.stderr)
     return 2
+  if pair.n_missing or pair.n_unmatched:
+    print(f"{pair.n_missing} synapses with a missing value and {pair.n_unmatched} found in only "
+          "one file were left out of every file.")
   print(res.table(None if args.all else 15))
   if args.json:
     results_lib.write_json_atomic(args.json, {"command": ["mdgeom", "infer", *(

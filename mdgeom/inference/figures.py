@@ -46,7 +46,10 @@ def _family_panel(ax, rows, key, xlabel, log_x, ne, value):
 
 
 def plot_inference(res, path: str) -> str:
-  """The candidates' statistic with intervals and statuses, and the best candidate's change."""
+  """The figure of an inference: `plot_model` for the measurement model, else the Delta-CDF
+  method's candidates with intervals and statuses, and the best candidate's change."""
+  if getattr(res, "method", "") == "model":
+    return plot_model(res, path)
   import matplotlib
 
   matplotlib.use("Agg")
@@ -101,6 +104,71 @@ def plot_inference(res, path: str) -> str:
   import textwrap
 
   fig.suptitle(textwrap.fill(res.summary, 200), fontsize=8)
+  fig.tight_layout()
+  out = _save(fig, path)
+  plt.close(fig)
+  return out
+
+
+def plot_model(res, path: str) -> str:
+  """The measurement model: the profile likelihood-ratio of p (the interval where it is below
+  the chi-square quantile; negative entropy, the 2- and 3-norm marked with their statuses), of
+  hypentropy's beta when fitted, and the best model's standardised change against N(0, 1)."""
+  import matplotlib
+
+  matplotlib.use("Agg")
+  import textwrap
+
+  import matplotlib.pyplot as plt
+  from scipy import stats
+
+  fams = [k for k in ("pnorm", "hypentropy") if k in res.profile]
+  panels = fams + ["change"]
+  fig, axes = plt.subplots(1, len(panels), figsize=(4.4 * len(panels), 4.0))
+  axes = np.atleast_1d(axes)
+  for ax, kind in zip(axes, panels):
+    if kind == "change":
+      r = np.asarray(res.change, np.float64) if res.change is not None else np.array([])
+      r = r[np.isfinite(r)]
+      if r.size > 1:
+        ax.hist(r, bins=60, range=(-5, 5), density=True, color="#CC79A7", alpha=0.75,
+                label="standardised change")
+        t = np.linspace(-5, 5, 400)
+        ax.plot(t, stats.norm.pdf(t), "k", lw=1.4, label="N(0, 1)")
+        ax.legend(fontsize=7)
+      ax.set_xlim(-5, 5)
+      ax.set_xlabel("(change - drift) / predicted SD")
+      ax.set_title(f"best: {res.best}", fontsize=10)
+      continue
+    prof = res.profile[kind]
+    theta = np.asarray(prof["theta"])
+    lr = 2.0 * (prof["loglik_hat"] - np.asarray(prof["loglik"])) / prof["kappa"]
+    exact = np.asarray(prof["exact"], bool)
+    x = theta + 1.0 if kind == "pnorm" else np.exp(theta)
+    keep = np.isfinite(lr)
+    ax.plot(x[keep], np.maximum(lr[keep], 0), "-", color="0.6", lw=1)
+    ax.scatter(x[keep & exact], np.maximum(lr[keep & exact], 0), s=14, color="0.2", zorder=3,
+               label="exact fits")
+    ax.axhline(prof["critical"], color="k", ls=":", lw=1,
+               label=f"{100 * (1 - res.level):g}% threshold")
+    if kind == "pnorm" and res.p_interval is not None:
+      ax.axvspan(*res.p_interval, color=COLORS["indistinguishable"], alpha=0.15, lw=0,
+                 label="p interval")
+      for r in res.rows:
+        if r.family == "pnorm" and not r.estimate and r.p in (1.0, 2.0, 3.0):
+          ax.axvline(r.p, color=COLORS.get(r.status, "k"), ls="--", lw=1.2,
+                     label=f"{r.label}: {r.status}")
+      ax.set_xlabel("p (1: negative entropy)")
+    else:
+      ax.set_xscale("log")
+      ax.set_xlabel(r"hypentropy $\beta$ (weight units)")
+    top = np.nanmax(np.maximum(lr[keep], 0)) if keep.any() else 1.0
+    ax.set_ylim(-0.02 * min(top, 50), min(top, 50) * 1.05 + 1)
+    ax.set_ylabel("likelihood ratio / kappa")
+    ax.set_title("p-norms" if kind == "pnorm" else "hypentropy")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+  fig.suptitle(textwrap.fill(res.summary, 180), fontsize=8)
   fig.tight_layout()
   out = _save(fig, path)
   plt.close(fig)

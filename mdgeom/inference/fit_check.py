@@ -95,10 +95,10 @@ def check(fam, prep, settings, n_sim: int = N_SIM, seed: int = 0) -> dict:
     observed = float(_stat(r)[0])
     if n_sim <= 0:
       return {"delta_cdf": observed, "simulated_median": float("nan"), "p_value": float("nan"),
-              "n_sim": 0}
+              "n_sim": 0, "residuals": r}
     keys = jax.random.split(jax.random.PRNGKey(seed + 7919), n_sim)
     sims = _stat(np.asarray(_simulated(spec, x, pairs, keys)))
   sims = sims[np.isfinite(sims)]
   p = float((1 + np.sum(sims >= observed)) / (1 + sims.size))
   return {"delta_cdf": observed, "simulated_median": float(np.median(sims)) if sims.size else
-          float("nan"), "p_value": p, "n_sim": int(sims.size)}
+          float("nan"), "p_value": p, "n_sim": int(sims.size), "residuals": r}

@@ -100,7 +100,7 @@ def infer_geometry(
     candidates: Iterable[str | potentials_lib.Potential] | None = None,
     *,
     method: str = "model",
-    noise: Any = "auto",
+    noise: Any = None,
     gain: Any = "auto",
     repeat: Any = None,
     silent: bool = True,
@@ -134,8 +134,10 @@ def infer_geometry(
       over beta, and every registered potential.
     method: "model" (the measurement model, default) or "delta_cdf" (the paper's statistic with
       centring, unit scales and a known noise level; its own options are below).
-    noise: "auto" (estimated, default) or the relative SD of multiplicative measurement noise on
-      both measurements (0.05 = 5%; the model then checks it against the data).
+    noise: "auto" (estimated; the model's default) or the relative SD of multiplicative
+      measurement noise on both measurements (0.05 = 5%; the model then checks it against the
+      data). 0 for exact weights, such as a trained network's. The Delta-CDF method's default
+      is 0.
     gain: "auto" (a gain between the sessions, estimated and tested against 1) or a fixed value.
     repeat: a second BEFORE measurement of the same synapses (same shape as w0): it measures the
       noise directly, and separates it from a change.
@@ -178,7 +180,8 @@ def infer_geometry(
       raise InferenceError("repeat= (a repeated baseline) needs the measurement model "
                            "(method='model').")
     return delta_cdf.infer_delta_cdf(
-        a, b, use_ids, leaves, candidates, center=center, unchanged=unchanged, noise=noise,
+        a, b, use_ids, leaves, candidates, center=center, unchanged=unchanged,
+        noise=0.0 if noise is None else noise,
         level=level, ci_level=ci_level, n_boot=n_boot, n_null=n_null, n_sim=n_sim, seed=seed,
         p_min=p_min, p_max=p_max, p_step=p_step, betas=betas, grow_p=grow_p,
         min_weights=min_weights)
@@ -196,6 +199,7 @@ def infer_geometry(
     raise InferenceError(f"only {a.size} weights: the likelihood needs at least {min_weights}.")
   if not np.any(a != b):
     raise InferenceError("no weight changed between BEFORE and AFTER: there is no change to test.")
-  return model.infer_model(a, b, candidates, ids=use_ids, repeat=rep, noise=noise, gain=gain,
+  return model.infer_model(a, b, candidates, ids=use_ids, repeat=rep,
+                           noise="auto" if noise is None else noise, gain=gain,
                            silent=silent, level=level, resolution=resolution, p_max=p_max,
                            max_synapses=max_synapses, seed=seed, leaves=leaves)

@@ -293,53 +293,85 @@ def nuisance_wald(fam: FamilyFit, prep: Prepared, index: int) -> tuple[float, fl
 
 
 def noise_profile(fam: FamilyFit, prep: Prepared, level: float) -> dict:
-  """The noise SD's interval by profile likelihood (shape free too), and the best shape at each
-  end of it: how the verdict moves over the plausible noise range."""
+  """The noise SD's interval and the best shape at each end of it (how the verdict moves over
+  the plausible noise range). The interval is Wald's on log sigma with the sandwich variance
+  (the shape free too); when sigma sits at zero, its upper end comes from the profile
+  likelihood. The shape at each end follows the optimum's tangent (implicit function theorem).
+  Returns {"lower": (sigma, theta), "upper": (sigma, theta)} (theta None without a shape)."""
+  spec, pairs, x = fam.spec, prep.pairs, np.asarray(fam.x)
+  free = fam.free.copy()
+  free[mle.RHO] = True
+  free[mle.THETA] = fam.n_shape > 0
+  rob = mle.robust_variance(spec, x, pairs, free, prep.rows is not None, index=mle.RHO)
+  z = float(stats.norm.ppf(1 - level / 2))
+  rho = float(x[mle.RHO])
+  sigma = float(lik.sigma_of(rho))
+  se_rho = float(np.sqrt(max(rob.robust_var, rob.model_var, 0.0)))
+  if sigma > 20 * lik.SIGMA_MIN and np.isfinite(se_rho):
+    se_log = se_rho * (sigma - lik.SIGMA_MIN) / sigma
+    lo, hi = sigma * np.exp(-z * se_log), sigma * np.exp(z * se_log)
+  else:
+    lo, hi = 0.0, _noise_upper(fam, prep, level)
+  out = {}
+  for side, s_end in (("lower", lo), ("upper", hi)):
+    rho_end = float(np.log(max(s_end - lik.SIGMA_MIN, 1e-12)))
+    theta = None
+    if fam.n_shape and np.isfinite(rob.tangent[mle.THETA]):
+      theta = float(x[mle.THETA] + (rho_end - rho) * rob.tangent[mle.THETA])
+      if fam.profile is not None:
+        theta = float(np.clip(theta, *fam.profile.bounds))
+    out[side] = (float(s_end), theta)
+  return out
+
+
+def check_noise(fam: FamilyFit, prep: Prepared, level: float) -> dict:
+  """A given noise level against the data: the fit with the noise (and the shape) free, from the
+  given one, and the likelihood-ratio test of the given level."""
+  free = fam.free.copy()
+  free[mle.RHO] = True
+  free[mle.THETA] = fam.n_shape > 0
+  bounds = fam.profile.bounds if fam.profile is not None else (-np.inf, np.inf)
+  fit = mle.maximise(fam.spec, fam.x, prep.pairs, free, theta_bounds=bounds)
+  lr = 2.0 * max(fit.loglik - fam.loglik, 0.0)
+  kappa = fam.profile.kappa if fam.profile is not None else 1.0
+  return {"noise": relative_noise(float(lik.sigma_of(fit.x[mle.RHO]))), "lr": lr,
+          "p_value": float(stats.chi2.sf(lr / kappa, 1))}
+
+
+def _noise_upper(fam: FamilyFit, prep: Prepared, level: float) -> float:
+  """The upper end of the noise SD's interval when its estimate is zero: the largest sigma on a
+  doubling grid (0.5%, 1%, 2%, ...) whose likelihood ratio (shape and nuisances refitted) stays
+  below the chi-square quantile, refined by two bisections."""
   spec, pairs = fam.spec, prep.pairs
   free = fam.free.copy()
   free[mle.RHO] = False
-  if fam.n_shape:
-    free[mle.THETA] = True
+  free[mle.THETA] = fam.n_shape > 0
   crit = float(stats.chi2.ppf(1 - level, 1))
-  l_hat = fam.loglik
+  bounds = fam.profile.bounds if fam.profile is not None else (-np.inf, np.inf)
   kappa = fam.profile.kappa if fam.profile is not None else 1.0
 
-  bounds = fam.profile.bounds if fam.profile is not None else (-np.inf, np.inf)
-
-  held = {"curvature": None}
-
-  def at(rho, x0):
+  def lr(sig, x0):
     x = np.array(x0)
-    x[mle.RHO] = rho
-    fit = mle.maximise(spec, x, pairs, free, theta_bounds=bounds,
-                       curvature=held["curvature"])
-    held["curvature"] = fit.curvature
-    return fit.x, 2.0 * max(l_hat - fit.loglik, 0.0) / kappa
+    x[mle.RHO] = np.log(max(sig - lik.SIGMA_MIN, 1e-12))
+    fit = mle.maximise(spec, x, pairs, free, theta_bounds=bounds)
+    return 2.0 * max(fam.loglik - fit.loglik, 0.0) / kappa, fit.x
 
-  rho_hat = float(fam.x[mle.RHO])
-  out = {}
-  for side, bound in (("lower", mle.RHO_BOUNDS[0]), ("upper", np.log(0.5))):
-    inside, outside, x_in = rho_hat, None, fam.x
-    step = 0.3
-    while outside is None:
-      trial = rho_hat + (step if side == "upper" else -step)
-      if (side == "upper" and trial >= bound) or (side == "lower" and trial <= bound):
-        trial = bound
-      x_t, lr = at(trial, x_in)
-      if lr > crit:
-        outside = trial
-      else:
-        inside, x_in = trial, x_t
-        if trial == bound:
-          break
-        step *= 2.0
-    if outside is not None:
-      for _ in range(5):
-        mid = 0.5 * (inside + outside)
-        x_t, lr = at(mid, x_in)
-        if lr <= crit:
-          inside, x_in = mid, x_t
-        else:
-          outside = mid
-    out[side] = (float(lik.sigma_of(inside)), x_in)
-  return out
+  inside, x_in, outside = 0.0, fam.x, None
+  sig = 0.005
+  while sig <= 1.0:
+    value, x_t = lr(sig, x_in)
+    if value > crit:
+      outside = sig
+      break
+    inside, x_in = sig, x_t
+    sig *= 2.0
+  if outside is None:
+    return float(inside)
+  for _ in range(2):
+    mid = 0.5 * (inside + outside)
+    value, x_t = lr(mid, x_in)
+    if value <= crit:
+      inside, x_in = mid, x_t
+    else:
+      outside = mid
+  return float(inside)

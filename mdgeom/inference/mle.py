@@ -14,7 +14,9 @@ the [7, 7] blocks and sums back (rows and columns by segment sums), and Newton's
 solved by conjugate gradients, so a 1000 x 1000 weight matrix costs O(n) per step. Steps are
 damped (Levenberg-Marquardt) and accepted only when the likelihood rises. The gauges of the
 rank-1 scales (a -> a t, b -> b / t, and u against s) are fixed by a penalty on the sums of
-log a and log b, which leaves the likelihood unchanged.
+log a and log b, which leaves the likelihood unchanged, and the unit scales carry a weak
+log-normal prior (SD UNIT_PRIOR_SD of their logs, a random-effects view of units): without it a
+unit whose change the noise explains has its maximum at a scale of zero.
 
 `robust_variance` gives the sandwich (Huber-White) variance of theta, clustered by row and by
 column units (Cameron, Gelbach and Miller 2011) when the data have them, from the per-synapse
@@ -30,6 +32,7 @@ from typing import NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
+from scipy import linalg
 
 from mdgeom.inference import likelihood as lik
 
@@ -41,6 +44,8 @@ MAX_NEWTON = 60
 DENSE_MAX = 1500  # parameters up to which Newton's equations are solved densely (else by CG)
 RHO_BOUNDS = (float(np.log(1e-6)), 0.0)  # sigma in [1e-4, 1]: below, the noise is nil
 SILENT_BOUNDS = (-12.0, 12.0)  # the silent fraction in [6e-6, 1 - 6e-6]: "no change" is reachable
+UNIT_PRIOR_SD = 1.5  # log a_i, log b_j ~ N(0, 1.5^2): keeps a unit whose change the noise
+#                     explains from a scale of 0 (where the noise integral degenerates)
 MAX_STEP = 2.0  # largest change of a log-scale parameter in one Newton step (a trust region)
 TOL = 1e-7  # Newton decrement (log-likelihood units per synapse) at which a fit stops
 
@@ -85,7 +90,9 @@ def _penalty(spec: Spec, x):
     return 0.0
   a = x[N_GLOBAL:N_GLOBAL + spec.n_rows]
   b = x[N_GLOBAL + spec.n_rows:]
-  return -0.5 * (jnp.sum(a) ** 2 + jnp.sum(b) ** 2)
+  prec = 1.0 / UNIT_PRIOR_SD ** 2
+  return -0.5 * (jnp.sum(a) ** 2 + jnp.sum(b) ** 2) - 0.5 * prec * (jnp.sum(a * a) +
+                                                                    jnp.sum(b * b))
 
 
 @functools.partial(jax.jit, static_argnums=0)
@@ -186,14 +193,16 @@ def _hess_vec(spec: Spec, hk, v, pairs: lik.Pairs):
     a, b = v[N_GLOBAL:N_GLOBAL + r], v[N_GLOBAL + r:]
     out = out - jnp.concatenate([jnp.zeros(N_GLOBAL, v.dtype), jnp.full(r, jnp.sum(a)),
                                  jnp.full(spec.n_cols, jnp.sum(b))])
+    out = out - jnp.concatenate([jnp.zeros(N_GLOBAL, v.dtype), a, b]) / UNIT_PRIOR_SD ** 2
   return out
 
 
 def _hess_diag(spec: Spec, hk, pairs: lik.Pairs):
   d = [jnp.sum(jnp.diagonal(hk[:, :N_GLOBAL, :N_GLOBAL], axis1=1, axis2=2), axis=0)]
   if spec.n_rows:
-    d.append(jax.ops.segment_sum(hk[:, N_GLOBAL, N_GLOBAL], pairs.rows, spec.n_rows) - 1.0)
-    d.append(jax.ops.segment_sum(hk[:, N_GLOBAL, N_GLOBAL], pairs.cols, spec.n_cols) - 1.0)
+    extra = 1.0 + 1.0 / UNIT_PRIOR_SD ** 2
+    d.append(jax.ops.segment_sum(hk[:, N_GLOBAL, N_GLOBAL], pairs.rows, spec.n_rows) - extra)
+    d.append(jax.ops.segment_sum(hk[:, N_GLOBAL, N_GLOBAL], pairs.cols, spec.n_cols) - extra)
   return jnp.concatenate(d)
 
 
@@ -211,6 +220,8 @@ def _param_gradient(spec: Spec, x, g, pairs: lik.Pairs):
     grad = grad - jnp.concatenate([jnp.zeros(N_GLOBAL, x.dtype),
                                    jnp.full(r, jnp.sum(x[N_GLOBAL:N_GLOBAL + r])),
                                    jnp.full(spec.n_cols, jnp.sum(x[N_GLOBAL + r:]))])
+    grad = grad - jnp.concatenate([jnp.zeros(N_GLOBAL, x.dtype), x[N_GLOBAL:]]) / (
+        UNIT_PRIOR_SD ** 2)
   return grad
 
 
@@ -257,8 +268,11 @@ def dense_hessian(spec: Spec, hk, pairs: lik.Pairs):
     h = h.at[g:g + r, :g].set(ga).at[:g, g:g + r].set(ga.T)
     h = h.at[g + r:, :g].set(gb).at[:g, g + r:].set(gb.T)
     h = h.at[g:g + r, g + r:].set(ab).at[g + r:, g:g + r].set(ab.T)
-    h = h.at[g:g + r, g:g + r].set(jnp.diag(jax.ops.segment_sum(uu, pairs.rows, r)) - 1.0)
-    h = h.at[g + r:, g + r:].set(jnp.diag(jax.ops.segment_sum(uu, pairs.cols, c)) - 1.0)
+    prec = 1.0 / UNIT_PRIOR_SD ** 2
+    h = h.at[g:g + r, g:g + r].set(jnp.diag(jax.ops.segment_sum(uu, pairs.rows, r) - prec)
+                                   - 1.0)
+    h = h.at[g + r:, g + r:].set(jnp.diag(jax.ops.segment_sum(uu, pairs.cols, c) - prec)
+                                 - 1.0)
   return h
 
 
@@ -268,12 +282,12 @@ def _newton_step(spec, pairs, hk, grad, idx, free_j, damping, dense_a):
     return np.asarray(solve_cg(spec, hk, grad, free_j, damping, pairs))
   diag = np.abs(np.diag(dense_a)) + 1e-12
   try:
-    chol = np.linalg.cholesky(dense_a + damping * np.diag(diag))
-  except np.linalg.LinAlgError:
+    factor = linalg.cho_factor(dense_a + damping * np.diag(diag), check_finite=False)
+  except linalg.LinAlgError:
     return None
   out = np.zeros(grad.shape[0])
-  out[idx] = np.linalg.solve(chol.T, np.linalg.solve(chol, np.asarray(grad)[idx]))
-  return out
+  out[idx] = linalg.cho_solve(factor, np.asarray(grad)[idx], check_finite=False)
+  return out if np.all(np.isfinite(out)) else None
 
 
 def _bounded(x: np.ndarray, d: np.ndarray, theta_bounds) -> np.ndarray:
@@ -396,7 +410,7 @@ def maximise(spec: Spec, x0: np.ndarray, pairs: lik.Pairs, free: np.ndarray, *,
         if np.isfinite(f_frozen) and f_frozen >= f - 1e-12 * abs(f):
           accepted = True
           break
-      damping = max(damping * 10.0, 1e-6)
+      damping = max(damping * 10.0, 1e-3)  # from no damping straight to a useful amount
     if not accepted:
       if bfgs:  # the updated Hessian no longer gives a step: compute the exact one
         bfgs, grad, damping = False, None, 0.0
@@ -429,7 +443,7 @@ def maximise(spec: Spec, x0: np.ndarray, pairs: lik.Pairs, free: np.ndarray, *,
       break
     if gain < tol * n and (moved < 1e-6 or last_gain < tol * n):
       break  # converged, or creeping along a ridge where the likelihood no longer changes
-    damping = damping / 10.0 if damping > 1e-7 else 0.0
+    damping = damping / 4.0 if damping > 1e-6 else 0.0  # remembered: the next step needs it too
     last_gain = gain
   if best_f > f:
     x, f = best_x, best_f
@@ -526,6 +540,7 @@ class Robust(NamedTuple):
   robust_var: float    # the sandwich variance, clustered by units when there are units
   kappa: float         # robust / model (>= 1 is used to widen likelihood-ratio intervals)
   influence: np.ndarray  # per-synapse influence on the parameter [n]
+  tangent: np.ndarray    # d x_hat / d x_index: how the other parameters' optimum moves with it
 
 
 @functools.partial(jax.jit, static_argnums=(0, 4))
@@ -575,4 +590,5 @@ def robust_variance(spec: Spec, x: np.ndarray, pairs: lik.Pairs, free: np.ndarra
   else:
     robust = float(np.sum(infl ** 2))
   kappa = robust / model if model > 0 else float("nan")
-  return Robust(model, robust, kappa, infl)
+  tangent = sol / sol[index] if sol[index] != 0 else np.zeros_like(sol)
+  return Robust(model, robust, kappa, infl, tangent)

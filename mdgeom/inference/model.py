@@ -164,7 +164,7 @@ def _assemble(prep, settings, fams, pots, ps, betas, others, default, resolution
     for p in named:
       rows.append(_pnorm_row(p, fp, prof, p_int, resolution, family_ok, fam_p["pnorm"], prep,
                              level, crit))
-    if default:
+    if default and not any(abs(p_est - p) < 1e-6 for p in named):
       rows.append(Row(name=f"{p_est:.3g}-norm" if p_est > 1 else "negative_entropy",
                       label="best p", family="pnorm", p=p_est, beta=None, loglik=fp.loglik,
                       lr=0.0, p_value=1.0, status="estimate", reason="the maximum of the profile",
@@ -184,7 +184,7 @@ def _assemble(prep, settings, fams, pots, ps, betas, others, default, resolution
                     loglik=f.loglik, lr=2 * max(diff, 0.0), p_value=pv, status=status,
                     reason=_reason(status, pv, prep)))
   # the best row: the candidate with the highest log-likelihood that is in the set
-  best = _choose_best(rows, default)
+  best = _choose_best(rows, default, best_fam)
   top_ll = max(r.loglik for r in rows if np.isfinite(r.loglik))
   for r in rows:
     r.delta = r.loglik - top_ll
@@ -205,8 +205,11 @@ def _assemble(prep, settings, fams, pots, ps, betas, others, default, resolution
       kappa=fams["pnorm"].profile.kappa if "pnorm" in fams else float("nan"),
       nuisances=nuis, fit=check, prep=prep, level=level, default_candidates=default,
       leaves=list(leaves), settings=settings._asdict(), seconds=time.time() - start,
-      profile={k: {"theta": f.profile.thetas.tolist(), "loglik": f.profile.loglik.tolist()}
-               for k, f in fams.items() if f.profile is not None})
+      profile={k: {"theta": f.profile.thetas.tolist(), "loglik": f.profile.loglik.tolist(),
+                   "exact": f.profile.exact.tolist(), "loglik_hat": f.profile.loglik_hat,
+                   "kappa": f.profile.kappa, "critical": f.profile.critical}
+               for k, f in fams.items() if f.profile is not None},
+      change=check.pop("residuals", None))
 
 
 def _pnorm_row(p, fp, prof, p_int, resolution, family_ok, fam_test, prep, level, crit) -> Row:
@@ -273,14 +276,21 @@ def _reason(status, pv, prep) -> str:
   return f"p = {pv:.2g} that it fits no worse than the best"
 
 
-def _choose_best(rows, default) -> Row | None:
+def _choose_best(rows, default, best_fam) -> Row | None:
+  """The best row: with the default candidates, the maximum of the best family (AIC); with a
+  list, the listed candidate of highest log-likelihood."""
   ok = [r for r in rows if r.status != "ruled out" and np.isfinite(r.loglik)]
   if not ok:
     return None
   if default:
-    est = [r for r in ok if r.estimate]
-    if est:
-      best = max(est, key=lambda r: r.loglik)
+    fam = best_fam if best_fam in ("pnorm", "hypentropy") else "other"
+    pool = [r for r in ok if r.family == fam and (r.estimate or fam == "other")]
+    if not pool and fam == "pnorm":  # the estimate is one of the named points
+      pool = [r for r in ok if r.family == "pnorm"]
+    if fam == "other":
+      pool = [r for r in ok if r.name == best_fam]
+    if pool:
+      best = max(pool, key=lambda r: r.loglik)
       best.status = "best"
       return best
   best = max(ok, key=lambda r: r.loglik)
@@ -298,11 +308,19 @@ def _nuisances(fam, prep, settings) -> dict:
     out["gain_p_value"] = float(2 * stats.norm.sf(abs(lg) / se)) if se > 0 else float("nan")
   if fam.spec.noisy:
     out["noise"] = measured.relative_noise(out["noise_log_sd"])
+    if settings.noise != "auto":
+      check = measured.check_noise(fam, prep, settings.level)
+      out["noise_check"] = check
+      if check["p_value"] < 0.01:
+        out["noise_warning"] = (
+            f"the data contradict the given noise level {100 * float(settings.noise):.3g}% "
+            f"(likelihood ratio p = {check['p_value']:.2g}): estimated "
+            f"{100 * check['noise']:.2g}%. Rerun with noise='auto' (--noise auto) or a "
+            "repeated baseline.")
     if settings.noise == "auto":
       prof = measured.noise_profile(fam, prep, settings.level)
       out["noise_interval"] = [measured.relative_noise(prof["lower"][0]),
                                measured.relative_noise(prof["upper"][0])]
-      if fam.n_shape and fam.family == "pnorm":
-        out["p_at_noise_ends"] = [float(prof["lower"][1][mle.THETA] + 1.0),
-                                  float(prof["upper"][1][mle.THETA] + 1.0)]
+      if fam.n_shape and fam.family == "pnorm" and prof["lower"][1] is not None:
+        out["p_at_noise_ends"] = [prof["lower"][1] + 1.0, prof["upper"][1] + 1.0]
   return out

@@ -235,13 +235,17 @@ def profile(spec: mle.Spec, pairs: lik.Pairs, free: np.ndarray, grid: Sequence[f
   # the rough scan, on a random subset of the synapses when there are many
   sub = pairs if rough_pairs is None else rough_pairs
   rough = _Scan(spec, sub, free, lambda t: init(t, sub), (lower, upper))
-  alt = (lambda t: [init(t, sub, noise_first=True)]) if spec.noisy else (lambda t: [])
   i0 = int(np.argmin(np.abs(grid - start)))
-  rough.rough(grid[i0], [rough.init(grid[i0])] + alt(grid[i0]))
+
+  def alt(i):  # the noise mode, at the start and at both ends (the warm starts carry it on)
+    return [init(grid[i], sub, noise_first=True)] if spec.noisy and i in (
+        i0, 0, grid.size - 1) else []
+
+  rough.rough(grid[i0], [rough.init(grid[i0])] + alt(i0))
   for order in (range(i0 + 1, grid.size), range(i0 - 1, -1, -1)):
     prev = grid[i0]
     for i in order:
-      rough.rough(grid[i], [rough.fits[float(prev)].x, rough.init(grid[i])] + alt(grid[i]))
+      rough.rough(grid[i], [rough.fits[float(prev)].x, rough.init(grid[i])] + alt(i))
       prev = grid[i]
   scale = pairs.l0.shape[0] / sub.l0.shape[0]  # rough log-likelihood differences -> all synapses
 

@@ -78,6 +78,21 @@ def _pv(p: float) -> str:
   return f"{p:.2g}"
 
 
+def _p_is(p: float) -> str:
+  """'p = 0.03' or 'p < 1e-10'."""
+  text = _pv(p)
+  return f"p {text[0]} {text[1:]}" if text.startswith("<") else f"p = {text}"
+
+
+def range_text(lo: float, hi: float, scale: float = 1.0, unit: str = "") -> str:
+  """[lo, hi] with enough significant digits that the two ends differ."""
+  for digits in (2, 3, 4, 5):
+    a, b = f"{scale * lo:.{digits}g}", f"{scale * hi:.{digits}g}"
+    if a != b or digits == 5:
+      return f"[{a}{unit}, {b}{unit}]"
+  return f"[{lo}, {hi}]"
+
+
 @dataclasses.dataclass
 class ModelInference:
   """What `infer_geometry` (method="model") found; `.table()`, `.summary`, `.to_dict()`."""
@@ -101,6 +116,8 @@ class ModelInference:
   seconds: float
   profile: dict
   p_open: bool = False               # the interval reaches the end of the p scan (p or more)
+  change: Any = dataclasses.field(default=None, repr=False)  # the best model's standardised
+  #                                   change per synapse (for the figure)
   method: str = "model"
   summary: str = ""
   notes: list = dataclasses.field(default_factory=list)
@@ -164,8 +181,8 @@ class ModelInference:
     parts = []
     if not self.change_detected:
       nc = self.nuisances["no_change"]
-      parts.append(f"no change beyond the measurement noise and the gain is detectable (p = "
-                   f"{_pv(nc['p_value'])}; noise {100 * nc['noise']:.2g}%, gain "
+      parts.append(f"no change beyond the measurement noise and the gain is detectable "
+                   f"({_p_is(nc['p_value'])}; noise {100 * nc['noise']:.2g}%, gain "
                    f"{nc['gain']:.3g}): every geometry fits such data")
     if self.p_estimate is not None and self.p_interval is not None:
       lo, hi = self.p_interval
@@ -183,18 +200,18 @@ class ModelInference:
         parts.append(f"{what} ruled out ({self.prep.n_flips} sign flips, {self.prep.n_zero} "
                      "zeros)")
       elif r.status in ("best", "indistinguishable"):
-        parts.append(f"{what} consistent (p = {_pv(r.p_value)})")
+        parts.append(f"{what} consistent ({_p_is(r.p_value)})")
       else:
-        parts.append(f"{what} worse (p = {_pv(r.p_value)})")
+        parts.append(f"{what} worse ({_p_is(r.p_value)})")
     for r in self.rows:
       if r.family == "hypentropy":
         verb = "consistent" if r.status in ("best", "indistinguishable") else "worse"
-        parts.append(f"hypentropy (beta = {r.beta:.3g}) {verb} (p = {_pv(r.p_value)})")
+        parts.append(f"hypentropy (beta = {r.beta:.3g}) {verb} ({_p_is(r.p_value)})")
       elif r.family == "other":
-        parts.append(f"{r.name} {r.status} (p = {_pv(r.p_value)})")
+        parts.append(f"{r.name} {r.status} ({_p_is(r.p_value)})")
     if self.fit.get("p_value", 1.0) < 0.01:
-      parts.append("no candidate describes these data well (goodness of fit p = "
-                   f"{_pv(self.fit['p_value'])}): read the interval as approximate")
+      parts.append("no candidate describes these data well (goodness of fit "
+                   f"{_p_is(self.fit['p_value'])}): read the interval as approximate")
     return "; ".join(parts) if parts else "no candidate could be evaluated"
 
   def _notes(self) -> list[str]:
@@ -270,12 +287,12 @@ class ModelInference:
     parts = []
     if "gain_interval" in nz:
       a, b = nz["gain_interval"]
-      parts.append(f"gain {nz['gain']:.3g} [{a:.3g}, {b:.3g}] (g = 1: p = "
-                   f"{_pv(nz['gain_p_value'])})")
+      parts.append(f"gain {nz['gain']:.4g} {range_text(a, b)} (g = 1: "
+                   f"{_p_is(nz['gain_p_value'])})")
     if "noise" in nz:
       if "noise_interval" in nz:
         a, b = nz["noise_interval"]
-        parts.append(f"noise {100 * nz['noise']:.2g}% [{100 * a:.2g}%, {100 * b:.2g}%]")
+        parts.append(f"noise {100 * nz['noise']:.2g}% {range_text(a, b, 100, '%')}")
       else:
         parts.append(f"noise {100 * nz['noise']:.2g}% (given)")
     if nz.get("silent"):
@@ -286,7 +303,7 @@ class ModelInference:
     f = self.fit
     lines.append(f"fit of the best model: Delta-CDF of its standardised change "
                  f"{f['delta_cdf']:.3g} (its own simulations: {f['simulated_median']:.3g}; "
-                 f"p = {_pv(f['p_value'])})")
+                 f"{_p_is(f['p_value'])})")
     lines.append(f"verdict: {self.summary}")
     lines += [f"note: {n}" for n in self.notes]
     return "\n".join(lines)

@@ -1,6 +1,7 @@
-"""Geometry inference on data that look like measurements: each scenario of a synthetic generator
-with known geometry and fixed seeds must be identified; the statistics underneath are checked
-against brute force and closed forms."""
+"""The Delta-CDF method of geometry inference (infer_geometry(..., method="delta_cdf")) on data
+that look like measurements: each scenario of a synthetic generator with known geometry and fixed
+seeds must be identified; the statistics underneath are checked against brute force and closed
+forms."""
 
 import json
 import os
@@ -22,6 +23,12 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 SHORT = ["negative_entropy", "1.5-norm", "2-norm", "2.5-norm", "3-norm"]
 
 
+def infer_geometry_dc(*args, **kw):
+  """The Delta-CDF method (this file's subject; the measurement model is tested in
+  test_inference_model.py)."""
+  return infer_geometry(*args, method="delta_cdf", **kw)
+
+
 def pair(true, shape=(2000,), seed=0, **kw):
   w0, w = synthetic.weight_pair(jax.random.PRNGKey(seed), potentials.get(true), shape, **kw)
   return np.asarray(w0, np.float64), np.asarray(w, np.float64)
@@ -41,7 +48,7 @@ def status(res, name):
 def test_identified_in_scenario(true, scenario):
   kw = {"clean": {}, "drift": {"drift": 0.5}, "silent": {"silent": 0.2}}[scenario]
   w0, w = pair(true, (3000,), seed=11, **kw)
-  res = infer_geometry(w0, w, SHORT, n_boot=100, n_null=100)
+  res = infer_geometry_dc(w0, w, SHORT, n_boot=100, n_null=100)
   assert status(res, true) in ("best", "indistinguishable"), res.table()
   far = "3-norm" if true != "3-norm" else "1.5-norm"
   assert status(res, far) in ("worse", "ruled out")
@@ -55,8 +62,8 @@ def test_drift_breaks_the_uncentred_statistic_and_centring_fixes_it():
   """A net potentiation under negative entropy: the paper's uncentred statistic counts the mean
   as non-Gaussianity; the centred one does not."""
   w0, w = pair("negative_entropy", (3000,), seed=3, drift=0.8, init="lognormal")
-  paper = infer_geometry(w0, w, SHORT, center=False, n_boot=100, n_null=100)
-  new = infer_geometry(w0, w, SHORT, n_boot=100, n_null=100)
+  paper = infer_geometry_dc(w0, w, SHORT, center=False, n_boot=100, n_null=100)
+  new = infer_geometry_dc(w0, w, SHORT, n_boot=100, n_null=100)
   ne_paper = paper.row("negative_entropy")["delta_cdf"]
   ne_new = new.row("negative_entropy")["delta_cdf"]
   assert ne_paper > 5 * ne_new
@@ -66,8 +73,8 @@ def test_drift_breaks_the_uncentred_statistic_and_centring_fixes_it():
 
 def test_silent_synapses_kept_give_a_spike_the_default_excludes():
   w0, w = pair("2-norm", (3000,), seed=4, silent=0.3)
-  kept = infer_geometry(w0, w, SHORT, unchanged="keep", n_boot=100, n_null=100)
-  excluded = infer_geometry(w0, w, SHORT, n_boot=100, n_null=100)
+  kept = infer_geometry_dc(w0, w, SHORT, unchanged="keep", n_boot=100, n_null=100)
+  excluded = infer_geometry_dc(w0, w, SHORT, n_boot=100, n_null=100)
   assert kept.row("2-norm")["p_value"] < 0.01  # a 30% spike at 0 is not Gaussian
   assert excluded.row("2-norm")["p_value"] > 0.01
   assert excluded.best == "2-norm" or status(excluded, "2-norm") == "indistinguishable"
@@ -79,8 +86,8 @@ def test_per_unit_scales_restore_identification(true):
   """Per-unit activity levels make the pooled change a scale mixture; the rank-1 unit model
   removes it (2-D input: on by default)."""
   w0, w = pair(true, (60, 80), seed=5, unit_spread=0.6)
-  pooled = infer_geometry(w0, w, SHORT, scales="pooled", n_boot=100, n_null=100)
-  units = infer_geometry(w0, w, SHORT, n_boot=100, n_null=100)
+  pooled = infer_geometry_dc(w0, w, SHORT, scales="pooled", n_boot=100, n_null=100)
+  units = infer_geometry_dc(w0, w, SHORT, n_boot=100, n_null=100)
   assert units.settings["scales"] == "units"
   name = potentials.get(true).name
   assert units.row(name)["delta_cdf"] < 0.5 * pooled.row(name)["delta_cdf"]
@@ -96,7 +103,7 @@ def test_measurement_noise_5_percent(true, p_range):
   hits = 0
   for seed in range(3):
     w0, w = pair(true, (5000,), seed=seed, noise=0.05)
-    res = infer_geometry(w0, w, noise=0.05, n_boot=100, n_sim=100)
+    res = infer_geometry_dc(w0, w, noise=0.05, n_boot=100, n_sim=100)
     ok = status(res, true) in ("best", "indistinguishable")
     if p_range:
       ok &= p_range[0] <= res.p_estimate <= p_range[1]
@@ -108,9 +115,9 @@ def test_measurement_noise_5_percent(true, p_range):
 
 def test_noise_model_beats_the_paper_statistic_on_noisy_data():
   w0, w = pair("3-norm", (5000,), seed=1, noise=0.05)
-  paper = infer_geometry(w0, w, center=False, unchanged="keep", scales="pooled", n_boot=100,
+  paper = infer_geometry_dc(w0, w, center=False, unchanged="keep", scales="pooled", n_boot=100,
                          n_null=100)
-  model = infer_geometry(w0, w, noise=0.05, n_boot=100, n_sim=100)
+  model = infer_geometry_dc(w0, w, noise=0.05, n_boot=100, n_sim=100)
   assert paper.p_estimate < 2.6       # the noise drags the paper's estimate down
   assert 2.7 <= model.p_estimate <= 3.2
 
@@ -118,12 +125,12 @@ def test_noise_model_beats_the_paper_statistic_on_noisy_data():
 def test_custom_potentials_by_object_and_by_import_path(tmp_path, monkeypatch):
   quartic = mdgeom.potential(lambda w: w ** 4 / 4 + w ** 2 / 2, name="quartic")
   w0, w = pair(quartic, (2000,), seed=2, w0_scale=1.0, change=0.3)
-  res = infer_geometry(w0, w, [quartic, "2-norm", "3-norm"], n_boot=100, n_null=100)
+  res = infer_geometry_dc(w0, w, [quartic, "2-norm", "3-norm"], n_boot=100, n_null=100)
   assert res.best == "quartic"
   # the same function from a module; editing it changes the fingerprint
   (tmp_path / "mypots.py").write_text("def quartic(w):\n  return w**4 / 4 + w**2 / 2\n")
   monkeypatch.syspath_prepend(str(tmp_path))
-  res2 = infer_geometry(w0, w, ["mypots:quartic", "2-norm", "3-norm"], n_boot=100, n_null=100)
+  res2 = infer_geometry_dc(w0, w, ["mypots:quartic", "2-norm", "3-norm"], n_boot=100, n_null=100)
   assert res2.best == "mypots:quartic"
   fp = res2.row("mypots:quartic")["fingerprint"]
   (tmp_path / "mypots2.py").write_text("def quartic(w):\n  return w**4 / 4 + w**2\n")
@@ -134,7 +141,7 @@ def test_custom_potentials_by_object_and_by_import_path(tmp_path, monkeypatch):
 def test_uniform_multiplicative_change_is_degenerate_not_a_number():
   rng = np.random.default_rng(0)
   w0 = np.exp(rng.normal(-2, 0.5, 500))
-  res = infer_geometry(w0, 1.2 * w0, SHORT, n_boot=50, n_null=50)
+  res = infer_geometry_dc(w0, 1.2 * w0, SHORT, n_boot=50, n_null=50)
   ne = res.row("negative_entropy")
   assert ne["status"] == "degenerate" and np.isnan(ne["delta_cdf"])
   assert res.ranking[0]["name"] == "negative_entropy"
@@ -143,12 +150,12 @@ def test_uniform_multiplicative_change_is_degenerate_not_a_number():
 
 def test_uniform_data_are_an_error_not_a_verdict():
   with pytest.raises(InferenceError, match="cannot tell geometries apart"):
-    infer_geometry(np.ones(50), np.full(50, 1.1))
+    infer_geometry_dc(np.ones(50), np.full(50, 1.1))
 
 
 def test_p_scan_grows_past_its_end():
   w0, w = pair("4.5-norm", (3000,), seed=0)
-  res = infer_geometry(w0, w, n_boot=50, n_null=50, p_max=3.0, p_step=0.1)
+  res = infer_geometry_dc(w0, w, n_boot=50, n_null=50, p_max=3.0, p_step=0.1)
   assert res.p_estimate > 4.0
   assert any("grew" in n for n in res.notes)
 
@@ -160,7 +167,7 @@ def test_large_sample_deviation_is_reported_not_ruled_out():
   n = 200_000
   w0 = rng.normal(0, 0.1, n)
   xi = 0.01 * rng.standard_t(30, n)   # slightly heavier tails than Gaussian
-  res = infer_geometry(w0, w0 + xi, ["1.5-norm", "2-norm", "2.5-norm"], n_boot=50, n_null=50)
+  res = infer_geometry_dc(w0, w0 + xi, ["1.5-norm", "2-norm", "2.5-norm"], n_boot=50, n_null=50)
   assert res.settings["bootstrap"] == "grouped"
   row = res.row("2-norm")
   assert row["status"] == "best" and row["delta_cdf"] < 0.03
@@ -216,7 +223,7 @@ def test_confidence_set_rejects_the_truth_at_about_its_level():
   n_exp = 30
   for seed in range(n_exp):
     w0, w = pair("2-norm", (800,), seed=100 + seed)
-    res = infer_geometry(w0, w, [f"{p / 10:g}-norm" for p in range(15, 31)], n_boot=200,
+    res = infer_geometry_dc(w0, w, [f"{p / 10:g}-norm" for p in range(15, 31)], n_boot=200,
                          n_null=50, seed=seed)
     rejected += status(res, "2-norm") == "worse"
   assert rejected <= 5  # binomial(30, 0.05): P(X > 5) < 0.01
@@ -230,7 +237,7 @@ def test_goodness_of_fit_p_value_is_uniform_under_the_null():
     w0 = np.exp(rng.normal(-2.0, 0.5, 150)) * rng.choice([-1.0, 1.0], 150)
     y = np.asarray(pot.mirror_map(w0)) + 0.05 * rng.standard_normal(150)
     w = np.asarray(pot.inverse_mirror_map(y))
-    res = infer_geometry(w0, w, ["2.5-norm"], center=False, n_boot=20, n_null=199, seed=r)
+    res = infer_geometry_dc(w0, w, ["2.5-norm"], center=False, n_boot=20, n_null=199, seed=r)
     pvals.append(res.ranking[0]["p_value"])
   assert stats.kstest(pvals, "uniform").pvalue > 0.01
 
@@ -304,27 +311,27 @@ def test_design_with_pilot_and_errors():
 def test_input_errors(tmp_path):
   w0, w = pair("2-norm", (100,))
   with pytest.raises(InferenceError, match="paired one to one"):
-    infer_geometry(w0, w[:-1])
+    infer_geometry_dc(w0, w[:-1])
   bad = w.copy()
   bad[7] = np.nan
   with pytest.raises(InferenceError, match="NaN/Inf.*index 7"):
-    infer_geometry(w0, bad)
+    infer_geometry_dc(w0, bad)
   with pytest.raises(InferenceError, match="complex"):
-    infer_geometry(w0 + 0j, w)
+    infer_geometry_dc(w0 + 0j, w)
   with pytest.raises(InferenceError, match="at least 20"):
-    infer_geometry(w0[:5], w[:5])
+    infer_geometry_dc(w0[:5], w[:5])
   with pytest.raises(InferenceError, match="no weight changed"):
-    infer_geometry(w0, w0)
+    infer_geometry_dc(w0, w0)
   few = w0.copy()
   few[:5] = w[:5]
   with pytest.raises(InferenceError, match="only 5 of 100 weights changed"):
-    infer_geometry(w0, few)
+    infer_geometry_dc(w0, few)
   with pytest.raises(InferenceError, match="unknown potential"):
-    infer_geometry(w0, w, ["banana"])
+    infer_geometry_dc(w0, w, ["banana"])
   with pytest.raises(InferenceError, match="noise"):
-    infer_geometry(w0, w, noise=-0.1)
+    infer_geometry_dc(w0, w, noise=-0.1)
   with pytest.raises(InferenceError, match="scales='units' needs unit structure"):
-    infer_geometry(w0, w, scales="units")
+    infer_geometry_dc(w0, w, scales="units")
   with pytest.raises(InferenceError, match="no such file"):
     io.read_weights(str(tmp_path / "missing.npy"))
   with pytest.raises(InferenceError, match="is a directory"):
@@ -344,7 +351,7 @@ def test_input_errors(tmp_path):
 def test_pytree_input_uses_leaf_units():
   a0, a1 = pair("2-norm", (40, 50), seed=1, unit_spread=0.5)
   b0, b1 = pair("2-norm", (30, 20), seed=2, unit_spread=0.5)
-  res = infer_geometry({"dense": {"kernel": a0, "bias": a0[0]}, "out": {"kernel": b0}},
+  res = infer_geometry_dc({"dense": {"kernel": a0, "bias": a0[0]}, "out": {"kernel": b0}},
                        {"dense": {"kernel": a1, "bias": a1[0]}, "out": {"kernel": b1}}, SHORT,
                        where=analysis.exclude_paths("bias"), n_boot=50, n_null=50)
   assert res.settings["scales"] == "units" and len(res.settings["leaves"]) == 2
@@ -359,6 +366,7 @@ def test_cli_csv_table_with_units(tmp_path, capsys):
   (tmp_path / "syn.csv").write_text("\n".join(rows) + "\n")
   out = tmp_path / "r.json"
   code = cli.main(["infer", str(tmp_path / "syn.csv"), str(tmp_path / "syn.csv"),
+                          "--method", "delta_cdf",
                           "--before-column", "v0", "--after-column", "v1", "--units",
                           "pre,post", "--candidates", ",".join(SHORT), "--n-boot", "50",
                           "--n-null", "50", "--json", str(out), "--figure",
@@ -384,7 +392,7 @@ def test_cli_bad_values_are_one_line_errors(tmp_path, capsys, argv, message):
   np.save(tmp_path / "b.npy", w0)
   np.save(tmp_path / "a.npy", w)
   code = cli.main(["infer", str(tmp_path / "b.npy"), str(tmp_path / "a.npy"),
-                          "--no-figure", *argv])
+                          "--method", "delta_cdf", "--no-figure", *argv])
   err = capsys.readouterr().err
   assert code == 2 and message in err and "Traceback" not in err
 
@@ -403,7 +411,8 @@ def test_console_entry_points(tmp_path):
   np.save(tmp_path / "after.npy", w)
   env = {**os.environ, "PYTHONPATH": ROOT, "JAX_PLATFORMS": "cpu"}
   cmd = [sys.executable, "-m", "mdgeom", "infer", "before.npy", "after.npy", "--json",
-         "out.json", "--candidates", ",".join(SHORT), "--n-boot", "50", "--n-null", "50"]
+         "out.json", "--method", "delta_cdf", "--candidates", ",".join(SHORT), "--n-boot", "50",
+         "--n-null", "50"]
   proc = subprocess.run(cmd, capture_output=True, text=True, cwd=str(tmp_path), env=env,
                         timeout=300)
   assert proc.returncode == 0, proc.stderr
