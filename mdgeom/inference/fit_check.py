@@ -59,7 +59,7 @@ def _simulated(spec, x, pairs, keys):
   fam = spec.family
   theta = x[mle.THETA]
   u = _unit(spec, x, pairs)
-  s2, m, m0, v0, v1, _ = lik._noise_prior(x[mle.RHO], pairs, spec.repeat) if spec.noisy else (
+  s2, m, m0, v0, v1, _ = lik.noise_prior(x[mle.RHO], pairs, spec.repeat) if spec.noisy else (
       0.0, 0.0, jnp.zeros_like(pairs.l0), jnp.zeros_like(pairs.l0), jnp.zeros_like(pairs.l0), 0.0)
   pi = jax.nn.sigmoid(x[mle.SILENT]) if spec.silent else 0.0
 

@@ -182,6 +182,8 @@ class Pairs(NamedTuple):
   lb: jax.Array
   rows: jax.Array
   cols: jax.Array
+  pop_mean: Any = None   # mean and variance of log|BEFORE| over all synapses (per synapse, for
+  pop_var: Any = None    # subsetting); None: a flat prior on log|w0|
 
 
 @functools.lru_cache(maxsize=None)
@@ -207,9 +209,15 @@ def loglik_exact(family, theta, mu, logs, logg, logu, pairs: Pairs):
   return -0.5 * z * z - 0.5 * LOG2PI - jnp.log(tau) + logj - pairs.l1
 
 
-def _noise_prior(rho, pairs: Pairs, repeat: bool):
-  """The noise's prior moments: (sigma^2, m, m0, v0, v1, extra) with t0 ~ N(m0, v0) (sharpened by
-  a repeated baseline), t1 ~ N(m, v1) and `extra` the repeat's own density term."""
+def noise_prior(rho, pairs: Pairs, repeat: bool):
+  """The noise's moments given the BEFORE measurement: (sigma^2, m, m0, v0, v1, extra) with
+  t0 | v0 ~ N(m0, v0), t1 ~ N(m, v1) and `extra` the repeat's own density term.
+
+  t0's prior N(m, sigma^2) is sharpened by a repeated baseline to N(m - r / 2, sigma^2 / 2), and
+  by the population of weights: log|w0| ~ N(a, A) with A = var(log|v0|) - sigma^2 (floored at a
+  tenth of it) makes log|v0| = log|w0| + t0 carry information on t0. Without this a large
+  BEFORE is more often one measured high, and the regression to the mean that follows would read
+  as a change that depends on the weight, i.e. as a geometry."""
   sig = sigma_of(rho)
   s2 = sig * sig
   m = -0.5 * s2
@@ -220,6 +228,11 @@ def _noise_prior(rho, pairs: Pairs, repeat: bool):
   else:
     m0, v0 = m * ones, s2 * ones
     extra = 0.0
+  if pairs.pop_var is not None:
+    big_a = jnp.maximum(pairs.pop_var - s2, 0.1 * pairs.pop_var)
+    t_pop = pairs.l0 - (pairs.pop_mean - m)  # t0 = log|v0| - log|w0|, E log|w0| = mean - m
+    prec = 1.0 / v0 + 1.0 / big_a
+    m0, v0 = (m0 / v0 + t_pop / big_a) / prec, 1.0 / prec
   return s2, m, m0, v0, s2 * ones, extra
 
 
@@ -227,16 +240,17 @@ def _placement(family, ref, pairs: Pairs, repeat: bool):
   """Where the quadrature nodes go: the mean and Cholesky factor of the Gaussian posterior of
   (t0, t1) obtained by linearising the dual change in t (twice), at the parameters `ref`."""
   theta, mu, logs, logg, rho, logu = ref
-  _, m, m0, v0, v1, _ = _noise_prior(rho, pairs, repeat)
+  _, m, m0, v0, v1, _ = noise_prior(rho, pairs, repeat)
   u = jnp.exp(logu)
   tau2 = (jnp.exp(logs) * u) ** 2
   mu_u = mu * u
-  ones = jnp.ones_like(pairs.l0)
+  dt = jnp.result_type(pairs.l0, m0, m)  # one dtype for jvp's primals and tangents
+  ones = jnp.ones(jnp.shape(pairs.l0), dt)
 
   def dual_at(t0, t1):
     return family.dual(theta, pairs.s0, pairs.s1, pairs.l0 - t0, pairs.l1 - logg - t1)
 
-  t0, t1 = m0, m * ones
+  t0, t1 = (m0 * ones).astype(dt), (m * ones).astype(dt)
   for _ in range(2):  # linearise at the prior mean, then at the first posterior mean
     (d, _), (c0, _) = jax.jvp(dual_at, (t0, t1), (ones, jnp.zeros_like(t1)))
     _, (c1, j1) = jax.jvp(dual_at, (t0, t1), (jnp.zeros_like(t0), ones))
@@ -264,7 +278,7 @@ def loglik_noisy(family, theta, mu, logs, logg, rho, logu, pairs: Pairs, repeat:
   The nodes are placed at the parameters `ref` (default: the parameters themselves), with no
   derivative through the placement: a fit holds `ref` fixed within a Newton step, so that the
   value, its gradient and its Hessian belong to one function, and moves it with every step."""
-  s2, m, m0, v0, v1, extra = _noise_prior(rho, pairs, repeat)
+  s2, m, m0, v0, v1, extra = noise_prior(rho, pairs, repeat)
   u = jnp.exp(logu)
   tau = jnp.exp(logs) * u
   mu_u = mu * u

@@ -19,7 +19,7 @@ from typing import Any, NamedTuple
 import jax
 import jax.numpy as jnp
 import numpy as np
-from scipy import stats
+from scipy import optimize, stats
 
 from mdgeom import scales as scales_lib
 from mdgeom.inference import likelihood as lik
@@ -96,10 +96,12 @@ def prepare(w0: np.ndarray, w: np.ndarray, ids: scales_lib.UnitIds | None = None
   else:
     lb = rb = np.zeros_like(l0)
   with jax.enable_x64(True):
+    ones = np.ones_like(l0)
     pairs = lik.Pairs(*(jnp.asarray(v, jnp.float64) for v in (
         np.sign(a), np.sign(b), l0, l1, rb, lb)),
         jnp.asarray(rows if rows is not None else np.zeros(idx.size), jnp.int32),
-        jnp.asarray(cols if cols is not None else np.zeros(idx.size), jnp.int32))
+        jnp.asarray(cols if cols is not None else np.zeros(idx.size), jnp.int32),
+        jnp.asarray(np.mean(l0) * ones), jnp.asarray(np.var(l0) * ones))
   rough = None
   n_rough = max(ROUGH_SYNAPSES, 10 * (n_r + n_c))
   if idx.size > 1.5 * n_rough:
@@ -254,31 +256,46 @@ def fit_fixed(prep: Prepared, settings: Settings, pot) -> FamilyFit:
 
 def no_change(prep: Prepared, settings: Settings) -> tuple[float, float, float]:
   """The log-likelihood of 'nothing changed': AFTER = gain x BEFORE up to the measurement noise
-  (every synapse silent), maximised in closed form over the gain and the noise. Returns
-  (log-likelihood, gain, noise log-SD); -inf when a weight changed sign or the noise is nil."""
+  (every synapse silent), maximised over the gain and the noise. Given v0 the log-ratio is
+  Gaussian (`lik.noise_prior`), so this is a two-parameter fit. Returns (log-likelihood, gain,
+  noise log-SD); -inf when a weight changed sign or the noise is nil."""
   p = prep.pairs
-  s0, s1 = np.asarray(p.s0), np.asarray(p.s1)
-  if np.any(s0 != s1):
+  if np.any(np.asarray(p.s0) != np.asarray(p.s1)):
     return -np.inf, float("nan"), float("nan")
-  l0, l1, rb, lb = (np.asarray(v) for v in (p.l0, p.l1, p.rb, p.lb))
-  repeat = bool(np.any(lb != 0))
-  shift = 0.5 * rb if repeat else 0.0
-  scale = 1.5 if repeat else 2.0  # var(t1 - t0) / sigma^2, t0 sharpened by the repeat
-  raw = l1 - l0 - shift
-  logg = float(np.mean(raw)) if settings.gain == "auto" else float(np.log(settings.gain))
-  resid = raw - logg
-  n = resid.size
+  repeat = bool(np.any(np.asarray(p.lb) != 0))
+  raw = np.asarray(p.l1 - p.l0)
+
+  def parts(rho):
+    with jax.enable_x64(True):
+      s2, m, m0, v0, v1, extra = lik.noise_prior(jnp.asarray(rho, jnp.float64), p, repeat)
+      return (np.asarray(raw - m + m0), np.asarray(v0 + v1),
+              np.asarray(extra - p.l1) * np.ones_like(raw))
+
+  def best_gain(rho):
+    r, var, _ = parts(rho)
+    if settings.gain != "auto":
+      return float(np.log(float(settings.gain)))
+    return float(np.sum(r / var) / np.sum(1.0 / var))
+
+  def ll(rho, logg):
+    r, var, rest = parts(rho)
+    return float(np.sum(-0.5 * (r - logg) ** 2 / var - 0.5 * np.log(2 * np.pi * var) + rest))
+
   if settings.noise == "auto":
-    ss = float(np.sum(resid ** 2) / scale + (np.sum(rb ** 2) / 2.0 if repeat else 0.0))
-    s2 = ss / (2 * n if repeat else n)
+    sd = float(np.std(raw)) / np.sqrt(2.0)
+    if not sd > 0:
+      return -np.inf, float("nan"), 0.0
+    lo, hi = np.log(max(sd / 20 - lik.SIGMA_MIN, 1e-12)), np.log(2 * sd)
+    res = optimize.minimize_scalar(lambda r: -ll(r, best_gain(r)), bounds=(lo, hi),
+                                   method="bounded", options={"xatol": 1e-6})
+    rho = float(res.x)
   else:
-    s2 = log_noise_sd(float(settings.noise)) ** 2
-  if not s2 > 0:
-    return -np.inf, float(np.exp(logg)), 0.0
-  ll = float(np.sum(-0.5 * resid ** 2 / (scale * s2) - 0.5 * np.log(2 * np.pi * scale * s2) - l1))
-  if repeat:
-    ll += float(np.sum(-0.25 * rb ** 2 / s2 - 0.5 * np.log(4 * np.pi * s2) - lb))
-  return ll, float(np.exp(logg)), float(np.sqrt(s2))
+    sig = log_noise_sd(float(settings.noise))
+    if not sig > lik.SIGMA_MIN:
+      return -np.inf, float("nan"), 0.0
+    rho = float(np.log(sig - lik.SIGMA_MIN))
+  logg = best_gain(rho)
+  return ll(rho, logg), float(np.exp(logg)), float(lik.sigma_of(rho))
 
 
 def nuisance_wald(fam: FamilyFit, prep: Prepared, index: int) -> tuple[float, float]:
@@ -326,16 +343,33 @@ def noise_profile(fam: FamilyFit, prep: Prepared, level: float) -> dict:
 
 def check_noise(fam: FamilyFit, prep: Prepared, level: float) -> dict:
   """A given noise level against the data: the fit with the noise (and the shape) free, from the
-  given one, and the likelihood-ratio test of the given level."""
+  given one and from a noise-dominated start, and the likelihood-ratio test of the given level
+  within this family (`loglik`: the free fit's value, for comparisons across families)."""
   free = fam.free.copy()
   free[mle.RHO] = True
   free[mle.THETA] = fam.n_shape > 0
   bounds = fam.profile.bounds if fam.profile is not None else (-np.inf, np.inf)
-  fit = mle.maximise(fam.spec, fam.x, prep.pairs, free, theta_bounds=bounds)
+  # two starts: the given noise, and all of the log-ratio's spread put down to noise (a start
+  # at the given level alone can stay in its local optimum and miss a larger noise)
+  alt = np.array(fam.x)
+  sd = float(np.std(np.asarray(prep.pairs.l1 - prep.pairs.l0))) / np.sqrt(2.0)
+  alt[mle.RHO] = float(np.clip(np.log(max(sd - lik.SIGMA_MIN, 1e-12)), *mle.RHO_BOUNDS))
+  alt[mle.LOGS] -= 1.0
+  fit = None
+  for x0 in (fam.x, alt):
+    try:
+      f = mle.maximise(fam.spec, x0, prep.pairs, free, theta_bounds=bounds)
+    except FloatingPointError:
+      continue
+    if fit is None or f.loglik > fit.loglik:
+      fit = f
+  if fit is None:
+    return {"noise": float("nan"), "lr": float("nan"), "p_value": float("nan"),
+            "loglik": float("nan")}
   lr = 2.0 * max(fit.loglik - fam.loglik, 0.0)
   kappa = fam.profile.kappa if fam.profile is not None else 1.0
   return {"noise": relative_noise(float(lik.sigma_of(fit.x[mle.RHO]))), "lr": lr,
-          "p_value": float(stats.chi2.sf(lr / kappa, 1))}
+          "p_value": float(stats.chi2.sf(lr / kappa, 1)), "loglik": float(fit.loglik)}
 
 
 def _noise_upper(fam: FamilyFit, prep: Prepared, level: float) -> float:

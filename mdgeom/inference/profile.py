@@ -255,26 +255,30 @@ def profile(spec: mle.Spec, pairs: lik.Pairs, free: np.ndarray, grid: Sequence[f
   scan.fits[t0] = rough.fits[t0]  # the start of the exact phase
   scan.is_exact[t0] = False
   t_hat, best = _newton_max(scan, t0, lower, upper)
-  exact_ts = [t for t in scan.fits if scan.is_exact[t]]
-  t_hat = max(exact_ts, key=scan.value)
-  best = scan.fits[t_hat]
-  x_hat, l_hat = best.x, best.loglik
   rough_top = max(rough.value(t) for t in ts)
 
   def rough_lr(theta):
     return 2.0 * (rough_top - rough.value(theta)) * scale
 
+  crit = float(stats.chi2.ppf(1.0 - level, 1))
   free_t = free.copy()
   free_t[mle.THETA] = True
-  rob = mle.robust_variance(spec, x_hat, pairs, free_t, clusters)
-  kappa = max(rob.kappa, 1.0) if np.isfinite(rob.kappa) else 1.0
-  crit = float(stats.chi2.ppf(1.0 - level, 1))
+  for _ in range(3):
+    # the maximum over every exact fit so far: the search for the interval's ends can find a
+    # higher point than Newton's maximum (a flat or bumpy profile); then the ends are redone
+    exact_ts = [t for t in scan.fits if scan.is_exact[t]]
+    t_hat = max(exact_ts, key=scan.value)
+    best = scan.fits[t_hat]
+    x_hat, l_hat = best.x, best.loglik
+    rob = mle.robust_variance(spec, x_hat, pairs, free_t, clusters)
+    kappa = max(rob.kappa, 1.0) if np.isfinite(rob.kappa) else 1.0
 
-  def lr(theta):
-    return 2.0 * max(l_hat - scan.exact(theta).loglik, 0.0) / kappa
+    def lr(theta, l_hat=l_hat, kappa=kappa):
+      return 2.0 * max(l_hat - scan.exact(theta).loglik, 0.0) / kappa
 
-  ends = [t_hat, t_hat]
-  if interval:
+    ends = [t_hat, t_hat]
+    if not interval:
+      break
     curv = best.profile_curvature()
     width = np.sqrt(crit * kappa / curv) if np.isfinite(curv) and curv > 0 else 0.25
     for k, direction in enumerate((-1.0, 1.0)):
@@ -284,6 +288,9 @@ def profile(spec: mle.Spec, pairs: lik.Pairs, free: np.ndarray, grid: Sequence[f
     for t in ts:
       if rough_lr(t) / kappa < 3.0 * crit and lr(t) <= crit:
         ends = [min(ends[0], t), max(ends[1], t)]
+    top = max((t for t in scan.fits if scan.is_exact[t]), key=scan.value)
+    if scan.value(top) <= l_hat + 1e-6:
+      break
   # the profile as reported: exact values, and the rough scan's where no exact fit was made
   # (shifted to the exact maximum and scaled to all synapses; marked as not exact)
   for t in ts:
