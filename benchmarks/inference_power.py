@@ -78,7 +78,8 @@ def main():
           seconds["paper"] += time.perf_counter() - t0
           h["paper"] += paper.best.name == pot.name
           t0 = time.perf_counter()
-          new = infer_geometry(w0, w, CANDIDATES, noise=kw.get("noise", 0.0), n_boot=50,
+          new = infer_geometry(w0, w, CANDIDATES, method="delta_cdf", noise=kw.get("noise", 0.0),
+                               n_boot=50,
                                n_null=50, n_sim=100, seed=seed)
           seconds["new"] += time.perf_counter() - t0
           h["new"] += new.best == pot.name

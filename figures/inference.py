@@ -3,9 +3,9 @@
     python -m figures.inference [--out-dir figures] [--reps 50]
 
 1. Writes the example synapse table (`examples/make_synapse_table.py`: 3,000 synapses between 60
-   and 50 neurons, negative entropy, per-neuron activity levels, net potentiation, 5% noise),
-   runs `mdgeom infer` on it exactly as the README shows, and keeps its figure
-   (infer_example.png) and printed table.
+   and 50 neurons, negative entropy, per-neuron activity levels, net potentiation, 10% silent,
+   8% noise on every image, a repeated baseline, gain 1.1), runs `mdgeom infer` on it exactly as
+   docs/inference.md shows, and keeps its figure (infer_example.png) and printed table.
 2. Runs `mdgeom design` over n = 300, 1,000, 3,000, 10,000 synapses and noise 0, 5, 10% (the
    paper's robustness protocol; NE, 2-norm, 3-norm to be told apart among NE and the 1.5-3-norms)
    and keeps its figure (design_power.png) and table.
@@ -32,7 +32,8 @@ def main(argv=None):
     table = os.path.join(tmp, "example_synapses.csv")
     make_synapse_table.main([table])
     code = cli.main(["infer", table, table, "--before-column", "volume_before",
-                     "--after-column", "volume_after", "--units", "pre,post", "--noise", "0.05",
+                     "--after-column", "volume_after", "--repeat-column",
+                     "volume_before_repeat", "--units", "pre,post",
                      "--figure", os.path.join(args.out_dir, "infer_example.png")])
     if code:
       raise SystemExit(code)

@@ -57,7 +57,10 @@ def test_infer_geometry(kind, n, seed):
   w0, w, exc, msg = corrupt(kind, *good_pair(n, seed))
   exc = InferenceError if exc is ValueError else (InferenceError, TypeError)
   with pytest.raises(exc, match=msg.replace("zero spread|constant", "no weight changed")):
-    infer_geometry(w0, w, ["negative_entropy", "2-norm"], n_boot=20, n_null=20)
+    infer_geometry(w0, w, ["negative_entropy", "2-norm"], method="delta_cdf", n_boot=20,
+                   n_null=20)
+  with pytest.raises(exc, match=msg.replace("zero spread|constant", "no weight changed")):
+    infer_geometry(w0, w, ["negative_entropy", "2-norm"])
 
 
 @settings(max_examples=20, deadline=None)
@@ -89,6 +92,15 @@ def test_bad_settings_name_the_setting():
   for kwargs, msg in (({"noise": float("nan")}, "noise"), ({"level": 2.0}, "level"),
                       ({"n_boot": 3}, "n_boot"), ({"unchanged": "drop"}, "unchanged"),
                       ({"scales": "rows"}, "scales"), ({"center": "yes"}, "center")):
+    with pytest.raises(InferenceError, match=msg):
+      infer_geometry(w0, w, ["2-norm"], method="delta_cdf", **kwargs)
+  # the Delta-CDF method's options are refused by the model, never silently ignored
+  for kwargs in ({"n_boot": 50}, {"center": False}, {"betas": [0.1]}, {"p_step": 0.1}):
+    with pytest.raises(InferenceError, match="method='delta_cdf' only"):
+      infer_geometry(w0, w, ["2-norm"], **kwargs)
+  for kwargs, msg in (({"noise": float("nan")}, "noise"), ({"level": 2.0}, "level"),
+                      ({"unchanged": "drop"}, "unchanged"), ({"scales": "rows"}, "scales"),
+                      ({"gain": -1.0}, "gain"), ({"resolution": 2.0}, "resolution")):
     with pytest.raises(InferenceError, match=msg):
       infer_geometry(w0, w, ["2-norm"], **kwargs)
   with pytest.raises(ValueError, match="unknown Delta-CDF method"):

@@ -260,21 +260,34 @@ def design_parser() -> argparse.ArgumentParser:
                   help="geometries to tell apart (default: %(default)s)")
   ap.add_argument("--candidates", default="negative_entropy,1.5-norm,2-norm,2.5-norm,3-norm",
                   help="hypotheses the analysis ranks (default: %(default)s)")
-  ap.add_argument("--n", default="300,1000,3000,10000", help="numbers of synapses")
-  ap.add_argument("--noise", default="0,0.05,0.1", help="relative SDs of the measurement noise")
+  ap.add_argument("--n", default="300,1000,3000,10000",
+                  help="numbers of synapses (default: %(default)s)")
+  ap.add_argument("--noise", default="0,0.05,0.1",
+                  help="relative SDs of the measurement noise (default: %(default)s)")
   ap.add_argument("--change", default="0.1", help="change size in the units of the paper's "
-                  "robustness protocol: SD of the dual change = change x |f'(w0-scale)|")
-  ap.add_argument("--init", default="gaussian", choices=["gaussian", "lognormal"])
-  ap.add_argument("--w0-scale", default="0.1", help="scale of the initial weights")
-  ap.add_argument("--drift", default="0", help="net drift of the change, in its SDs")
-  ap.add_argument("--silent", default="0", help="fraction of synapses that do not change")
-  ap.add_argument("--pilot", nargs=2, metavar=("BEFORE", "AFTER"),
-                  help="a pilot pair: initial weights and change size are taken from it")
-  ap.add_argument("--column", help="CSV column or NPZ array of the pilot files")
-  ap.add_argument("--reps", default="50", help="simulated experiments per cell")
-  ap.add_argument("--n-sim", default="100", help="simulations per candidate calibration")
-  ap.add_argument("--target", default="0.8", help="power asked for (default 0.8)")
-  ap.add_argument("--seed", default="0")
+                  "robustness protocol: SD of the dual change = change x |f'(w0-scale)| "
+                  "(default: %(default)s)")
+  ap.add_argument("--init", default="gaussian", choices=["gaussian", "lognormal"],
+                  help="initial weights (default: %(default)s)")
+  ap.add_argument("--w0-scale", default="0.1",
+                  help="scale of the initial weights (default: %(default)s)")
+  ap.add_argument("--drift", default="0",
+                  help="net drift of the change, in its SDs (default: %(default)s)")
+  ap.add_argument("--silent", default="0",
+                  help="fraction of synapses that do not change (default: %(default)s)")
+  ap.add_argument("--pilot", nargs="+", metavar="FILE",
+                  help="a pilot pair, BEFORE AFTER (two files), or one CSV/NPZ with "
+                       "--before-column and --after-column: initial weights and change size "
+                       "are taken from it")
+  ap.add_argument("--column", help="CSV column or NPZ array of the two pilot files")
+  ap.add_argument("--before-column", help="pilot column/array of BEFORE (overrides --column)")
+  ap.add_argument("--after-column", help="pilot column/array of AFTER (overrides --column)")
+  ap.add_argument("--reps", default="50", help="simulated experiments per cell; each power is "
+                  "printed with its 95%% Monte-Carlo interval (default: %(default)s)")
+  ap.add_argument("--n-sim", default="100",
+                  help="simulations per candidate calibration (default: %(default)s)")
+  ap.add_argument("--target", default="0.8", help="power asked for (default: %(default)s)")
+  ap.add_argument("--seed", default="0", help="seed of every random draw (default: %(default)s)")
   ap.add_argument("--json", metavar="PATH")
   ap.add_argument("--figure", metavar="PATH", default="mdgeom_design.png")
   ap.add_argument("--no-figure", action="store_true")
@@ -303,10 +316,16 @@ def design_main(argv: Sequence[str] | None = None) -> int:
     if not args.no_figure:
       _check_output(args.figure, "--figure")
     if args.pilot:
-      p0 = io.read_weights(args.pilot[0], args.column)
-      p1 = io.read_weights(args.pilot[1], args.column)
-      io.check_pair(p0, p1, names=args.pilot)
-      kwargs["pilot"] = (p0, p1)
+      if len(args.pilot) > 2:
+        raise InferenceError(f"--pilot takes BEFORE AFTER (two files) or one file with "
+                             f"--before-column/--after-column, not {len(args.pilot)} files.")
+      files = args.pilot if len(args.pilot) == 2 else args.pilot * 2
+      if len(args.pilot) == 1 and not (args.before_column and args.after_column):
+        raise InferenceError("--pilot with one file needs --before-column and --after-column "
+                             "(the two columns of that file).")
+      pair = io.read_pair(files[0], files[1], args.before_column or args.column,
+                          args.after_column or args.column)
+      kwargs["pilot"] = (pair.w0, pair.w)
     trues = [c.strip() for c in args.true.split(",") if c.strip()]
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
     res = design.identification_power(trues, cands, **kwargs)

@@ -48,6 +48,8 @@ class DesignResult:
   power: list               # [noise, n, true]
   smallest_n: dict          # {noise: {true: n or None, "all": n or None}}
   settings: dict
+  power_interval: list = dataclasses.field(default_factory=list)  # [noise, n, true, (lo, hi)]
+  warnings: list = dataclasses.field(default_factory=list)
 
   def to_dict(self) -> dict:
     return dataclasses.asdict(self)
@@ -56,13 +58,19 @@ class DesignResult:
     lab = [cands.label(potentials_lib.get(c)) for c in self.candidates]
     lines = [f"probability of identifying each true geometry among {', '.join(lab)} "
              f"({self.settings['n_rep']} simulated experiments per cell; change "
-             f"{self.settings['change_text']})"]
+             f"{self.settings['change_text']}); [95% Monte-Carlo interval of each power "
+             "(Wilson)]"]
+    lines += [f"warning: {w}" for w in self.warnings]
     for i, s in enumerate(self.noise):
       lines.append(f"noise {100 * s:g}%:")
       lines.append(f"  {'n synapses':>10}  " + "".join(
-          f"{cands.label(potentials_lib.get(t)):>9}" for t in self.true_potentials))
+          f"{cands.label(potentials_lib.get(t)):>19}" for t in self.true_potentials))
       for j, n in enumerate(self.n_synapses):
-        lines.append(f"  {n:>10}  " + "".join(f"{p:9.2f}" for p in self.power[i][j]))
+        cells = []
+        for k, p in enumerate(self.power[i][j]):
+          lo, hi = self.power_interval[i][j][k] if self.power_interval else (p, p)
+          cells.append(f"{p:5.2f} [{lo:.2f}, {hi:.2f}]")
+        lines.append(f"  {n:>10}  " + "".join(f"{c:>19}" for c in cells))
       need = self.smallest_n[str(s)]
       lines.append(f"  smallest n with power >= {self.settings['target']:g} for every true "
                    "geometry: " + (f"{need['all']}" if need["all"] else
@@ -76,6 +84,25 @@ class DesignResult:
         lines.append(f"  {cands.label(potentials_lib.get(t)):>8}" +
                      "".join(f"{v:8.2f}" for v in row))
     return "\n".join(lines)
+
+
+def wilson_interval(k, n, level: float = 0.05) -> tuple[float, float]:
+  """Wilson's score interval of a binomial proportion k / n: the Monte-Carlo uncertainty of a
+  simulated power (it stays inside [0, 1] and is not degenerate at 0 or n)."""
+  from scipy import stats
+
+  z = float(stats.norm.ppf(1 - level / 2))
+  p = k / n
+  den = 1 + z * z / n
+  mid = (p + z * z / (2 * n)) / den
+  half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / den
+  # exact ends at k = 0 and k = n (where rounding would leave 1 - 1e-16)
+  lo = 0.0 if k == 0 else float(max(mid - half, 0.0))
+  hi = 1.0 if k == n else float(min(mid + half, 1.0))
+  return lo, hi
+
+
+MIN_REPS = 30  # below it a power of 1.00 can hide a true power under 0.9
 
 
 def _scores_one(pot, w0, w, center, noisy, log_sd):
@@ -284,6 +311,15 @@ def identification_power(
     ok_all = [n for j, n in enumerate(n_synapses) if np.all(power[i, j] >= target)]
     need["all"] = int(min(ok_all)) if ok_all else None
     smallest[str(s)] = need
+  counts = np.rint(power * n_rep).astype(int)
+  intervals = [[[wilson_interval(int(k), n_rep) for k in row] for row in plane]
+               for plane in counts]
+  warnings = []
+  if n_rep < MIN_REPS:
+    lo, _ = wilson_interval(n_rep, n_rep)
+    warnings.append(f"only {n_rep} simulated experiments per cell: a power of 1.00 means only "
+                    f"that the true power is above {lo:.2f} (95%); use --reps {MIN_REPS} or more "
+                    "for a design decision.")
   return DesignResult([t.name for t in trues], names, [int(n) for n in n_synapses],
                       [float(s) for s in noise], confusion.tolist(), power.tolist(), smallest,
-                      settings)
+                      settings, intervals, warnings)

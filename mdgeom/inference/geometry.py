@@ -185,6 +185,17 @@ def infer_geometry(
         level=level, ci_level=ci_level, n_boot=n_boot, n_null=n_null, n_sim=n_sim, seed=seed,
         p_min=p_min, p_max=p_max, p_step=p_step, betas=betas, grow_p=grow_p,
         min_weights=min_weights)
+  # the Delta-CDF method's own options are errors with the model, not silently ignored
+  own = {"center": (center, True), "ci_level": (ci_level, 0.95), "n_boot": (n_boot, 200),
+         "n_null": (n_null, 1000), "n_sim": (n_sim, 200), "p_min": (p_min, 1.1),
+         "p_step": (p_step, 0.05), "betas": (betas, None), "grow_p": (grow_p, True)}
+  given = [k for k, (v, d) in own.items() if not (v is d or (v is not None and d is not None
+                                                                and type(v) is type(d)
+                                                                and v == d))]
+  if given:
+    raise InferenceError(f"{', '.join(given)}: option(s) of method='delta_cdf' only; the "
+                         "measurement model (method='model') has no such setting. Pass "
+                         "method='delta_cdf' to use them.")
   if unchanged != "exclude":
     raise InferenceError(f"unchanged={unchanged!r}: the measurement model leaves exactly "
                          "unchanged synapses out (with noise they are the silent fraction); "
