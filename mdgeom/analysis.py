@@ -587,7 +587,9 @@ def rank_potentials(
     raise ValueError(f"only {n_keep} weights to analyse ({n_unchanged} of {a.size} unchanged"
                      f"{' and excluded' if exclude_unchanged else ''}): the Delta-CDF of a dual "
                      "change needs at least 3.")
-  pots = [potentials_lib.get(c) for c in (paper_candidates() if candidates is None else candidates)]
+  pots = [potentials_lib.checked(c) if isinstance(c, potentials_lib.Potential) else
+          potentials_lib.get(c)
+          for c in (paper_candidates() if candidates is None else candidates)]
   if not pots:
     raise ValueError("no candidate potentials given.")
   results = []

@@ -565,7 +565,7 @@ def from_import_path(spec: str) -> Potential:
       raise ValueError(f"potential {spec!r}: module {module_name!r} has no attribute {attr!r}.")
     obj = getattr(obj, part)
   if isinstance(obj, Potential):
-    return obj
+    return checked(obj, spec)
   if callable(obj):
     try:
       params = inspect.signature(obj).parameters.values()
@@ -578,10 +578,26 @@ def from_import_path(spec: str) -> Potential:
       if not isinstance(pot, Potential):
         raise ValueError(f"potential {spec!r}: {attr}() returned a {type(pot).__name__}, not a "
                          "Potential.")
-      return pot
-    return potential(obj, name=spec)
+      return checked(pot, spec)
+    return checked(potential(obj, name=spec), spec)
   raise ValueError(f"potential {spec!r}: {attr!r} is a {type(obj).__name__}, not a Potential or "
                    "a function.")
+
+
+def checked(pot, what: str | None = None) -> Potential:
+  """`pot` (a name or Potential) after `check_potential` at the default probe weights: a user's
+  potential that is concave, flat, NaN-valued or not a function of w fails here, with a
+  ValueError naming it and the failed condition, before any analysis uses it."""
+  label = what or (pot if isinstance(pot, str) else getattr(pot, "name", repr(pot)))
+  pot = get(pot)
+  try:
+    check_potential(pot)
+  except ValueError as e:
+    raise ValueError(f"candidate {label!r} is not a usable potential: {e}") from None
+  except Exception as e:  # a callable that is not a scalar function of w
+    raise ValueError(f"candidate {label!r} is not a usable potential: evaluating it on weights "
+                     f"failed ({type(e).__name__}: {e}).") from None
+  return pot
 
 
 def get(name) -> Potential:

@@ -64,6 +64,34 @@ class UnitIds(NamedTuple):
     return int(self.cols.max()) + 1 if self.cols.size else 0
 
 
+def _check_change(d, what: str = "change") -> np.ndarray:
+  """d as a real float64 array with at least one entry, or a ValueError/TypeError naming it."""
+  arr = np.asarray(d)
+  if np.iscomplexobj(arr):
+    raise TypeError(f"the {what} is complex: unit scales need real changes (take .real or "
+                    "abs() explicitly if that is what you mean).")
+  if arr.size == 0:
+    raise ValueError(f"the {what} is empty: unit scales need at least one synapse.")
+  return arr.astype(np.float64)
+
+
+def _check_ids(ids, n: int) -> "UnitIds":
+  if not isinstance(ids, UnitIds):
+    if isinstance(ids, tuple) and len(ids) == 2:
+      ids = UnitIds(np.asarray(ids[0]), np.asarray(ids[1]))
+    else:
+      raise TypeError(f"ids must be mdgeom.scales.UnitIds(rows, cols) (or a (rows, cols) pair of "
+                      f"integer arrays), not {type(ids).__name__}; for a weight matrix use "
+                      "mdgeom.scales.ids_for_shape(w.shape).")
+  rows, cols = np.asarray(ids.rows), np.asarray(ids.cols)
+  for name, x in (("rows", rows), ("cols", cols)):
+    if x.size and not np.issubdtype(x.dtype, np.integer):
+      raise TypeError(f"unit ids ({name}) must be integers, not {x.dtype}.")
+    if x.size and x.min() < 0:
+      raise ValueError(f"unit ids ({name}) must be >= 0; found {int(x.min())}.")
+  return UnitIds(rows.ravel(), cols.ravel())
+
+
 def ids_for_shape(shape, offset_rows: int = 0, offset_cols: int = 0) -> UnitIds:
   """Unit ids of a dense array, flattened in C order: rows = all leading axes, columns = the last.
 
@@ -140,7 +168,14 @@ def unit_scales(d, ids: UnitIds, valid=None, *, estimator: str = "abs", noise_va
     raise ValueError(f"unknown estimator {estimator!r}: use 'abs' or 'rms'.")
   if noise_var is not None and estimator != "rms":
     raise ValueError("noise_var corrects mean squares: use estimator='rms' with it.")
-  d = np.asarray(d, np.float64).ravel()
+  if not (isinstance(max_iter, (int, np.integer)) and max_iter >= 1):
+    raise ValueError(f"max_iter = {max_iter!r}: the alternation needs at least 1 iteration.")
+  if noise_var is not None:
+    nv = np.asarray(noise_var, np.float64)
+    if np.any(nv[np.isfinite(nv)] < 0):
+      raise ValueError("noise_var holds negative values: it is a variance (>= 0).")
+  d = _check_change(d).ravel()
+  ids = _check_ids(ids, d.size)
   if ids.rows.shape != d.shape or ids.cols.shape != d.shape:
     raise ValueError(f"unit ids have {ids.rows.size} and {ids.cols.size} entries but the change "
                      f"has {d.size}: every synapse needs a row and a column unit.")
@@ -224,9 +259,17 @@ def _dense_scales(d, valid, min_count, estimator="abs"):
   return z, it
 
 
+def _checks_concrete(d) -> bool:
+  return not isinstance(d, jax.core.Tracer)
+
+
 def unit_scales_dense(d, valid=None, *, min_count: int = MIN_COUNT, estimator: str = "abs"):
   """The same normalisation on a dense block of any rank (rows = leading axes, columns = the last
   axis; a 1-D block is one unit), in jax: returns z of d's shape (NaN where invalid)."""
+  if estimator not in ("abs", "rms"):
+    raise ValueError(f"unknown estimator {estimator!r}: use 'abs' or 'rms'.")
+  if _checks_concrete(d):
+    _check_change(d)
   d = jnp.asarray(d)
   shape = d.shape
   d2 = d.reshape(1, -1) if d.ndim < 2 else d.reshape(-1, shape[-1])

@@ -127,7 +127,10 @@ def resolve(candidates: Iterable) -> list[Potential]:
   out = []
   for c in candidates:
     try:
-      out.append(potentials_lib.get(c))
+      # a Potential object is checked like a name (names of user potentials are checked when
+      # imported; built-in names need no check)
+      out.append(potentials_lib.checked(c) if isinstance(c, potentials_lib.Potential)
+                 else potentials_lib.get(c))
     except (ValueError, TypeError) as e:
       raise InferenceError(str(e)) from None
   if not out:
