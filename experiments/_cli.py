@@ -353,11 +353,19 @@ def _setup_processes(fl) -> None:
   """Sweep options (mdgeom.results.configure_sweep) and, when asked, jax.distributed; before
   run(), which is before any JAX computation (initialize must come first)."""
   from mdgeom import results
+  if not (fl.workdir or "").strip():
+    raise _FlagCombinationError("--workdir is empty: give the directory the run writes to (its "
+                                "cells, checkpoints and results.json), e.g. --workdir=runs/mine.")
   results.configure_sweep(merge_only=fl.merge, wait=fl.wait, claim_timeout=fl.claim_timeout)
   if not (fl.distributed or fl.coordinator_address):
     if fl.num_processes is not None or fl.process_id is not None:
       raise _FlagCombinationError("--num_processes and --process_id need --coordinator_address "
                                   "(or --distributed under SLURM / Open MPI, which detects them).")
+    if fl.local_device_ids is not None:
+      raise _FlagCombinationError("--local_device_ids selects this process's devices in a "
+                                  "multi-host program: it needs --distributed or "
+                                  "--coordinator_address (for one process, set "
+                                  "CUDA_VISIBLE_DEVICES instead).")
     return
   import jax
   ids = fl.local_device_ids

@@ -380,7 +380,10 @@ def seed_cell(config, model, task, variables, source, n, arch, trained, lr, epoc
   cell["analysis_seconds"] = time.time() - t1
   cell["seconds"] = train_seconds + cell["analysis_seconds"]
   best = ranking.best.name
-  print(f"{arch} / {trained} / seed {seed}: {r.train_accuracy:.1f}% train, best "
+  # SimSiam has no accuracy: print what is measured there, the final loss
+  measured = (f"{r.train_accuracy:.1f}% train" if np.isfinite(r.train_accuracy) else
+              f"final loss {r.final_loss:.4g}")
+  print(f"{arch} / {trained} / seed {seed}: {measured}, best "
         f"{potentials.short_label(best)} (Delta-CDF " +
         ", ".join(f"{potentials.short_label(h)} {by_name[h].delta_cdf:.3f}" for h in hyp) +
         f") [{cell['seconds']:.0f} s]", flush=True)

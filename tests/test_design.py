@@ -63,3 +63,18 @@ def test_pilot_from_two_columns_of_one_file(tmp_path, capsys):
   assert "fitted to the pilot pair" in capsys.readouterr().out
   assert cli.main(args + ["--pilot", str(path)]) == 2
   assert "--before-column and --after-column" in capsys.readouterr().err
+
+
+def test_empty_true_list_and_a_pilot_that_rules_out_negative_entropy(tmp_path, capsys):
+  assert cli.main(["design", "--true", "", "--no-figure"]) == 2
+  assert "--true '' names no potential" in capsys.readouterr().err
+  rng = np.random.default_rng(1)
+  w0 = 0.1 * np.exp(rng.normal(0, 0.5, 300))
+  with pytest.raises(design.InferenceError, match="rules out negative_entropy: 300 of its 300"):
+    design.identification_power(["negative_entropy", "2-norm"], ["negative_entropy", "2-norm"],
+                                n_synapses=(100,), noise=(0.0,), n_rep=4, pilot=(w0, -w0))
+  w = w0 * np.exp(rng.normal(0, 0.1, 300))
+  w[:10] *= -1  # a few flips: a warning, not silence
+  res = design.identification_power(["negative_entropy", "2-norm"], ["negative_entropy", "2-norm"],
+                                    n_synapses=(100,), noise=(0.0,), n_rep=4, pilot=(w0, w))
+  assert any("contradicts negative_entropy: 10 synapses" in x for x in res.warnings)

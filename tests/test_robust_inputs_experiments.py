@@ -455,3 +455,12 @@ def test_license_and_reference_extra():
   # own torch transcription when dicarlolab's is not installed.
   names = [re.split(r"[<>=!~ \[]", r)[0].lower() for r in project["optional-dependencies"]["reference"]]
   assert "cornet" not in names
+
+
+@pytest.mark.parametrize("args,named", [
+    (["--workdir="], ["--workdir is empty"]),
+    (["--local_device_ids=7"], ["--local_device_ids", "--distributed"]),
+])
+def test_flags_that_would_fall_back_quietly_are_errors(args, named, tmp_path):
+  out = _cli_run("robustness", "--config=configs/robustness.py:small", *args)
+  _one_line_error(out, *named)

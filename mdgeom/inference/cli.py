@@ -328,6 +328,11 @@ def design_main(argv: Sequence[str] | None = None) -> int:
       kwargs["pilot"] = (pair.w0, pair.w)
     trues = [c.strip() for c in args.true.split(",") if c.strip()]
     cands = [c.strip() for c in args.candidates.split(",") if c.strip()]
+    for flag, value, got in (("--true", args.true, trues), ("--candidates", args.candidates,
+                                                             cands)):
+      if not got:
+        raise InferenceError(f"{flag} {value!r} names no potential: give a comma-separated "
+                             "list, e.g. negative_entropy,2-norm,3-norm.")
     res = design.identification_power(trues, cands, **kwargs)
   except InferenceError as e:
     if args.verbose:

@@ -244,7 +244,22 @@ def identification_power(
               "change_text": (f"{change:g} x |f'({w0_scale:g})| (robustness units), {init} w0"
                               if pilot is None else "fitted to the pilot pair")}
   pilot_fit = None
+  pilot_warnings = []
   if pilot is not None:
+    p0 = np.asarray(pilot[0], np.float64).ravel()
+    p1 = np.asarray(pilot[1], np.float64).ravel()
+    moved = p0 != p1
+    flips = int(np.sum(moved & (np.sign(p0) * np.sign(p1) <= 0)))
+    for t in trues:
+      if t.sign_preserving and flips:
+        if flips > 0.5 * max(int(moved.sum()), 1):
+          raise InferenceError(
+              f"the pilot rules out {t.name}: {flips} of its {int(moved.sum())} changed synapses "
+              "changed sign or reached zero, which it never allows. Drop it from --true (or "
+              "check the pilot's columns: is AFTER the same synapses as BEFORE?).")
+        pilot_warnings.append(
+            f"the pilot contradicts {t.name}: {flips} synapses changed sign or reached zero, "
+            "which it never allows; its power is computed from the pilot's other synapses.")
     pilot_fit = pilot_change(pilot[0], pilot[1], [t.name for t in trues], max(noise))
   key = jax.random.PRNGKey(seed)
   n_cells = len(noise) * len(n_synapses)
@@ -314,7 +329,7 @@ def identification_power(
   counts = np.rint(power * n_rep).astype(int)
   intervals = [[[wilson_interval(int(k), n_rep) for k in row] for row in plane]
                for plane in counts]
-  warnings = []
+  warnings = list(pilot_warnings)
   if n_rep < MIN_REPS:
     lo, _ = wilson_interval(n_rep, n_rep)
     warnings.append(f"only {n_rep} simulated experiments per cell: a power of 1.00 means only "
