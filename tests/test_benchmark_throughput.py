@@ -2,6 +2,7 @@
 --smoke mode on a CPU: every optimizer and precision of the step, the paper-shaped cell through
 the experiment's code, and the PyTorch comparison where torch is installed."""
 
+import pytest
 import importlib.util
 import json
 import os
@@ -11,6 +12,7 @@ import sys
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_smoke_run_reports_every_number(tmp_path):
   out = tmp_path / "throughput.json"
   has_torch = all(importlib.util.find_spec(m) for m in ("torch", "torchvision"))

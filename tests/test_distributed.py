@@ -93,6 +93,7 @@ def test_two_processes_match_two_devices_and_one_device(tmp_path):
       np.testing.assert_allclose(one[k], other[k], rtol=1e-4, atol=1e-5, err_msg=f"{name} {k}")
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_command_line_joins_a_multi_host_program(tmp_path):
   """--coordinator_address / --num_processes / --process_id: the two processes decide each cell
   together, compute it together and write the cells and results.json once (process 0)."""

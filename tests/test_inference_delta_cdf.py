@@ -98,6 +98,7 @@ def test_per_unit_scales_restore_identification(true):
 
 @pytest.mark.parametrize("true,p_range", [("negative_entropy", None), ("2-norm", (1.8, 2.2)),
                                           ("3-norm", (2.5, 3.2))])
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_measurement_noise_5_percent(true, p_range):
   """The issue's target: 5% noise, 5,000 synapses."""
   hits = 0
@@ -217,6 +218,7 @@ def test_centred_interval_contains_its_estimate(est, spread, seed):
   assert lo <= est <= hi and lo >= 0
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_confidence_set_rejects_the_truth_at_about_its_level():
   """Over repeated experiments the true p-norm leaves the 95% set about 5% of the time."""
   rejected = 0
@@ -229,6 +231,7 @@ def test_confidence_set_rejects_the_truth_at_about_its_level():
   assert rejected <= 5  # binomial(30, 0.05): P(X > 5) < 0.01
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_goodness_of_fit_p_value_is_uniform_under_the_null():
   pvals = []
   pot = potentials.get("2.5-norm")
@@ -277,6 +280,7 @@ def test_noise_standardised_change_is_standard_normal_under_the_truth():
 # ----------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_design_power_grows_with_n_and_falls_with_noise():
   res = design.identification_power(["2-norm", "3-norm"], ["1.5-norm", "2-norm", "2.5-norm",
                                                            "3-norm"],

@@ -201,6 +201,7 @@ def test_a_known_noise_level_is_checked_and_a_repeat_measures_it():
     "known open problem: on pure-noise data the p-norm family near p = 1 with little noise "
     "explains the regression to the mean of a noisy BEFORE better than the no-change model, so "
     "a change is 'detected' (no-change LR ~20); see docs/inference.md, 'Limits'"))
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_pure_noise_is_not_read_as_a_geometry():
   """AFTER = gain x BEFORE up to noise: no change is detectable and every geometry fits."""
   w0 = 0.1 * np.exp(np.random.default_rng(0).normal(0, 0.7, 3000))

@@ -168,6 +168,7 @@ def tiny_config():
   return c
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_tiny_run_layout_no_accuracy_and_figure(tmp_path):
   from figures import finetune_ssl as fig
   workdir = str(tmp_path / "run")
