@@ -120,6 +120,7 @@ def test_rerun_skips_finished_cells_and_new_seed_runs_alone(tiny_run, tmp_path, 
       "2-norm"]
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_seeds_on_the_whole_pool_are_flagged(tmp_path, caplog):
   """N = the pool: every seed has the same images (only the batch order differs); results.json,
   the log and the summary say so, since the spread over such seeds is no sampling spread."""
@@ -236,6 +237,7 @@ def _tiny_fast(**model_kwargs):
   return c
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_reused_workdir_follows_the_pretrained_network(tmp_path, monkeypatch):
   """A workdir reused after the pretrained network changed: initial.msgpack is rewritten (it
   used to keep the first run's weights) and the old network's cells are recomputed; the

@@ -409,6 +409,7 @@ def test_cli_json_to_a_directory_fails_before_the_analysis(tmp_path, capsys):
   assert code == 2 and "is a directory" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_console_entry_points(tmp_path):
   w0, w = pair("2-norm", (500,))
   np.save(tmp_path / "before.npy", w0)

@@ -122,6 +122,7 @@ def test_figure(tiny_run, tmp_path):
     assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow  # (run with -m slow; kept out of the default run's 20 min)
 def test_command_line(tmp_path):
   env = dict(os.environ, PYTHONPATH=ROOT)
   cmd = [sys.executable, "-m", "experiments.linear_regression",
