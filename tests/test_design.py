@@ -78,3 +78,22 @@ def test_empty_true_list_and_a_pilot_that_rules_out_negative_entropy(tmp_path, c
   res = design.identification_power(["negative_entropy", "2-norm"], ["negative_entropy", "2-norm"],
                                     n_synapses=(100,), noise=(0.0,), n_rep=4, pilot=(w0, w))
   assert any("contradicts negative_entropy: 10 synapses" in x for x in res.warnings)
+
+
+def test_command_line_keeps_compiled_programs_where_asked(tmp_path, monkeypatch):
+  import jax
+
+  from mdgeom import cli as top
+
+  before = jax.config.jax_compilation_cache_dir
+  try:
+    jax.config.update("jax_compilation_cache_dir", None)
+    monkeypatch.setenv("MDGEOM_CACHE_DIR", "none")
+    top._compilation_cache()
+    assert not jax.config.jax_compilation_cache_dir
+    monkeypatch.setenv("MDGEOM_CACHE_DIR", str(tmp_path / "cache"))
+    top._compilation_cache()
+    assert jax.config.jax_compilation_cache_dir == str(tmp_path / "cache")
+    assert (tmp_path / "cache").is_dir()
+  finally:
+    jax.config.update("jax_compilation_cache_dir", before)
