@@ -25,7 +25,8 @@ from mdgeom.analysis import (
 )
 from mdgeom.inference import infer_geometry
 from mdgeom.optim import MirrorDescentState, mirror_descent
-from mdgeom.solve import linearized_network_solution, linearized_solution, min_bregman_solution
+from mdgeom.solve import (linearized_network_solution, linearized_solution, min_bregman_solution,
+                          min_bregman_solutions)
 from mdgeom.potentials import (
     Potential,
     SignFlipError,
@@ -56,6 +57,7 @@ __all__ = [
     "linearized_solution",
     "models",
     "min_bregman_solution",
+    "min_bregman_solutions",
     "mirror_descent",
     "negative_entropy",
     "normality_tests",

@@ -331,3 +331,19 @@ def test_network_solution_rejects_bad_inputs(kind, seed):
            params={"W": np.ones((4, 6), np.int32), "v": np.ones(6, np.int32)})
   else:
     raises(ValueError, ["no parameters"], call, params={"W": np.zeros((4, 0)), "v": np.zeros(0)})
+
+
+def test_every_top_level_name_the_docs_call_exists():
+  """`mdgeom.<name>(` in README.md and docs/ is callable as written (a documented call must not
+  fail with AttributeError)."""
+  import pathlib
+  import re
+
+  import mdgeom
+
+  root = pathlib.Path(__file__).resolve().parents[1]
+  text = "\n".join(p.read_text() for p in [root / "README.md", *sorted((root / "docs").glob("*.md"))])
+  names = set(re.findall(r"\bmdgeom\.([a-z_][a-z0-9_]*)\(", text))
+  assert names, "no mdgeom.<name>( call found in the docs"
+  missing = sorted(n for n in names if not callable(getattr(mdgeom, n, None)))
+  assert not missing, f"the docs call mdgeom.{missing} but mdgeom does not export them"
