@@ -3,6 +3,8 @@
 import os
 
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
+# the command line's persistent compilation cache stays off in tests (nothing written to ~)
+os.environ.setdefault("MDGEOM_CACHE_DIR", "none")
 
 import jax
 import pytest
