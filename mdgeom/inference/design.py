@@ -108,7 +108,7 @@ MIN_REPS = 30  # below it a power of 1.00 can hide a true power under 0.9
 def _scores_one(pot, w0, w, center, noisy, log_sd):
   """The statistic of candidate `pot` for a batch of replicates [R, n] (noise-standardised when
   noisy), with mu and sigma of the fit."""
-  make, theta = noise_lib._family_maker(pot)
+  make, theta = noise_lib.family_maker(pot)
   return _scores(make, jnp.asarray(theta, w0.dtype), w0, w, center, noisy, log_sd)
 
 
@@ -125,8 +125,8 @@ def _scores(make, theta, w0, w, center, noisy, log_sd):
       valid = valid & jnp.isfinite(q)
       mu, sigma = noise_lib.fit_gaussian_change(d, jnp.ones_like(d), q, s2, valid, center)
       x = noise_lib.standardise(d, jnp.ones_like(d), q, s2, mu, sigma, valid)
-      return noise_lib._grid_delta_cdf(x, jnp.isfinite(x), False, False), mu, sigma
-    return noise_lib._grid_delta_cdf(d, valid, center), 0.0 * d[0], 0.0 * d[0]
+      return noise_lib.grid_delta_cdf(x, jnp.isfinite(x), False, False), mu, sigma
+    return noise_lib.grid_delta_cdf(d, valid, center), 0.0 * d[0], 0.0 * d[0]
 
   return jax.vmap(one)(w0, w)
 

@@ -133,7 +133,7 @@ def _units_jax(d, valid, rows, cols, n_rows, n_cols, noise_var):
   return u / jnp.sqrt(jnp.sum(jnp.where(valid, u * u, 0.0)) / jnp.sum(vf))
 
 
-def _grid_delta_cdf(x, valid, center, scale=True):
+def grid_delta_cdf(x, valid, center, scale=True):
   below, n, sd = analysis._scaled_grid_counts(x, valid, center, scale)
   phi = jnp.asarray(analysis._GRID_NORMAL_CDF, x.dtype)
   stat = jnp.sum(jnp.abs(below / n - phi)) * analysis.GRID_STEP
@@ -149,7 +149,7 @@ def _pipeline(pot, w0n, wn, s2, rows, cols, center, use_units, n_rows, n_cols):
        jnp.ones_like(d))
   mu, sigma = fit_gaussian_change(d, u, q, s2, valid, center)
   r = standardise(d, u, q, s2, mu, sigma, valid)
-  return _grid_delta_cdf(r, jnp.isfinite(r), False, False), mu, sigma
+  return grid_delta_cdf(r, jnp.isfinite(r), False, False), mu, sigma
 
 
 @functools.partial(jax.jit, static_argnums=(0, 9, 10, 11, 12))
@@ -194,7 +194,7 @@ def _observed(make, theta, w0, w, keep, log_sd, unit, use_units, center):
 def observed_standardised(pot, w0, w, keep, rel_sd, unit=None, center=True):
   """The measured change of `pot`, noise-standardised: (r [n] with NaN where left out, mu,
   sigma). `unit` is the per-unit scale of each synapse (from `mdgeom.scales`), or None."""
-  make, theta = _family_maker(pot)
+  make, theta = family_maker(pot)
   with jax.enable_x64(True):
     r, mu, sigma = _observed(make, jnp.asarray(theta, jnp.float64), jnp.asarray(w0, jnp.float64),
                              jnp.asarray(w, jnp.float64),
@@ -204,7 +204,7 @@ def observed_standardised(pot, w0, w, keep, rel_sd, unit=None, center=True):
   return np.asarray(r, np.float64), float(mu), float(sigma)
 
 
-def _family_maker(pot: potentials_lib.Potential):
+def family_maker(pot: potentials_lib.Potential):
   f = cands.family(pot)
   if f == "pnorm":
     return potentials_lib.pnorm, cands.pnorm_p(pot)
@@ -267,7 +267,7 @@ def calibrate(pots, w0: np.ndarray, fits, valid: np.ndarray, rel_sd: float, cent
   numbers)."""
   w0v = np.asarray(w0, np.float64)[valid]
   log_sd = np.sqrt(lognormal_sigma2(rel_sd))
-  makers = [_family_maker(p) for p in pots]
+  makers = [family_maker(p) for p in pots]
   make = makers[0][0]
   if any(m != make for m, _ in makers):
     raise ValueError("calibrate() takes candidates of one family at a time.")
