@@ -87,7 +87,7 @@ def mdgeom_steps(arch, batch, size, steps, rounds) -> dict:
   rng = jax.random.key(1)
   runs = {}
   for precision in PRECISIONS:
-    loss_mean = train._batch_mean(task, precision)  # the experiments' (mixed) precision
+    loss_mean = train.batch_mean(task, precision)  # the experiments' (mixed) precision
     for name in OPTIMIZERS:
       tx = _optimizer(name)
 

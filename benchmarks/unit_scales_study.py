@@ -75,7 +75,7 @@ def study(workdir: str) -> dict:
     v0 = finetune.load_variables(os.path.join(workdir, "weights", arch, "initial.msgpack"),
                                  target)
     names, shapes, a, _ = analysis.select_leaves(v0["params"], v0["params"], model.analysed)
-    leaves0 = [np.asarray(x) for x in analysis._split_leaves(np.asarray(a), shapes)]
+    leaves0 = [np.asarray(x) for x in analysis.split_leaves(np.asarray(a), shapes)]
     table = {m: {} for m in MODELS}
     for t in res["trained_potentials"]:
       seeds = len(res["train_accuracy"][arch][t])
@@ -85,7 +85,7 @@ def study(workdir: str) -> dict:
         v1 = finetune.load_variables(os.path.join(workdir, "weights", arch, t, f"seed{s}.msgpack"),
                                      target)
         _, _, _, b = analysis.select_leaves(v0["params"], v1["params"], model.analysed)
-        leaves1 = [np.asarray(x) for x in analysis._split_leaves(np.asarray(b), shapes)]
+        leaves1 = [np.asarray(x) for x in analysis.split_leaves(np.asarray(b), shapes)]
         for h in hyp:
           pot = potentials.get(h)
           for m in MODELS:

@@ -30,7 +30,7 @@ from mdgeom import potentials, results  # noqa: E402
 COLORS = {"negative_entropy": "#0072B2", "2-norm": "#009E73", "3-norm": "#D55E00"}
 
 
-def _values(xs):
+def values(xs):
   return np.array([np.nan if v is None else v for v in xs], float)
 
 
@@ -76,7 +76,7 @@ def draw(res: dict, title: str = ""):
     ax = row[0]
     for t in trained:
       d = [res["n_weights"][a] for a in archs if t in res[key][a]]
-      vals = [_values(res[key][a][t][t]) for a in archs if t in res[key][a]]
+      vals = [values(res[key][a][t][t]) for a in archs if t in res[key][a]]
       mean = np.array([np.nanmean(v) for v in vals])
       lo = mean - np.array([np.nanmin(v) for v in vals])
       hi = np.array([np.nanmax(v) for v in vals]) - mean
@@ -96,7 +96,7 @@ def draw(res: dict, title: str = ""):
       for t in trained:
         if t not in res[key][a]:
           continue
-        v = np.array([_values(res[key][a][t][h]) for h in hyp])
+        v = np.array([values(res[key][a][t][h]) for h in hyp])
         mean, std = np.nanmean(v, 1), np.nanstd(v, 1)
         ax.plot(x, mean, marker="o", lw=1.5, color=COLORS.get(t))
         ax.fill_between(x, mean - std, mean + std, alpha=0.25, color=COLORS.get(t))

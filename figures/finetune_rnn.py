@@ -22,7 +22,7 @@ def plot(res: dict, out: str) -> list[str]:
   fig, axes = finetune.draw(res, TITLE)
 
   def flips(arch, trained):
-    v = finetune._values(res.get("n_sign_flips", {}).get(arch, {}).get(trained, {})
+    v = finetune.values(res.get("n_sign_flips", {}).get(arch, {}).get(trained, {})
                          .get("negative_entropy", []))
     return f"{np.nanmean(v):.0f}" if np.any(np.isfinite(v)) else None
 

@@ -22,7 +22,7 @@ def plot(res: dict, out: str) -> list[str]:
   fig, axes = finetune.draw(res, TITLE)
 
   def final_loss(arch, trained):
-    v = finetune._values(res["final_loss"][arch][trained])
+    v = finetune.values(res["final_loss"][arch][trained])
     return f"{np.nanmean(v):.3f}" if np.any(np.isfinite(v)) else None
 
   finetune.annotate(axes, res, "final SimSiam loss", final_loss)

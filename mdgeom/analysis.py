@@ -41,7 +41,7 @@ PotentialLike = Union[str, potentials_lib.Potential]
 # The paper's grid (authors' code: np.linspace(-5, 5, 1000), spacing points[1] - points[0]).
 GRID = np.linspace(-5.0, 5.0, 1000)
 GRID_STEP = float(GRID[1] - GRID[0])
-_GRID_NORMAL_CDF = special.ndtr(GRID)
+GRID_NORMAL_CDF = special.ndtr(GRID)
 _N_GRID = GRID.size
 
 
@@ -55,7 +55,7 @@ def paper_candidates() -> list[str]:
 # ----------------------------------------------------------------------------------------------
 
 
-def _scaled_grid_counts(x, valid, center=False, scale=True):
+def scaled_grid_counts(x, valid, center=False, scale=True):
   """For one 1-D sample: below[j] = #{i valid: (x_i - c) / s < t_j}, the count n, and s (ddof=1);
   c is the sample mean when `center`, else 0 (the paper's statistic). With scale=False the sample
   is compared with the grid as it is (s = 1, c = 0): for values already standardised by a model.
@@ -92,19 +92,19 @@ def _scaled_grid_counts(x, valid, center=False, scale=True):
 
 
 @functools.partial(jax.jit, static_argnums=2)
-def _batched_grid_counts(x, valid, center=False):
+def batched_grid_counts(x, valid, center=False):
   flat_x = x.reshape(-1, x.shape[-1])
   flat_v = valid.reshape(-1, x.shape[-1])
-  below, n, s = jax.vmap(lambda a, b: _scaled_grid_counts(a, b, center))(flat_x, flat_v)
+  below, n, s = jax.vmap(lambda a, b: scaled_grid_counts(a, b, center))(flat_x, flat_v)
   lead = x.shape[:-1]
   return below.reshape(lead + (_N_GRID,)), n.reshape(lead), s.reshape(lead)
 
 
-def _delta_cdf_from_counts(below, n) -> np.ndarray:
+def delta_cdf_from_counts(below, n) -> np.ndarray:
   """sum_j |F(t_j) - Phi(t_j)| dt in float64 from the counts of points below each t_j."""
   below = np.asarray(below, np.float64)
   n = np.asarray(n, np.float64)[..., None]
-  return np.sum(np.abs(below / n - _GRID_NORMAL_CDF), axis=-1) * GRID_STEP
+  return np.sum(np.abs(below / n - GRID_NORMAL_CDF), axis=-1) * GRID_STEP
 
 
 def _normal_partial_expectation(t):
@@ -186,9 +186,9 @@ def delta_cdf(x, method: str = "grid", *, center: bool = False) -> float:
   if center:
     x = x - jnp.mean(x)
   if method == "grid":
-    below, n, s = _batched_grid_counts(x[None, :], jnp.ones((1, x.size), bool), False)
+    below, n, s = batched_grid_counts(x[None, :], jnp.ones((1, x.size), bool), False)
     _check_scale(float(s[0]))
-    return float(_delta_cdf_from_counts(below, n)[0])
+    return float(delta_cdf_from_counts(below, n)[0])
   if method == "exact":
     xn = np.asarray(x, np.float64)
     s = float(np.std(xn, ddof=1))
@@ -208,8 +208,8 @@ def delta_cdf_batch(x, valid=None, *, center: bool = False) -> np.ndarray:
     x = x.astype(jnp.float32)
   if valid is None:
     valid = jnp.ones(x.shape, bool)
-  below, n, s = _batched_grid_counts(x, valid, bool(center))
-  out = _delta_cdf_from_counts(below, n)
+  below, n, s = batched_grid_counts(x, valid, bool(center))
+  out = delta_cdf_from_counts(below, n)
   return np.where(np.asarray(s) > 0, out, np.nan)
 
 
@@ -486,7 +486,7 @@ def select_leaves(w0, w, where):
   return names, tuple(shapes), a, b
 
 
-def _split_leaves(x, shapes):
+def split_leaves(x, shapes):
   """The flat concatenation of leaves back into arrays of the leaves' shapes."""
   out, start = [], 0
   for shape in shapes:
@@ -499,7 +499,7 @@ def _split_leaves(x, shapes):
 def _unit_normalise(d, valid, shapes):
   """Each leaf's change divided by its rank-1 per-unit scale (mdgeom.scales), concatenated."""
   parts = [scales_lib.unit_scales_dense(dl, vl).ravel()
-           for dl, vl in zip(_split_leaves(d, shapes), _split_leaves(valid, shapes))]
+           for dl, vl in zip(split_leaves(d, shapes), split_leaves(valid, shapes))]
   return parts[0] if len(parts) == 1 else jnp.concatenate(parts)
 
 
@@ -511,7 +511,7 @@ def _candidate_kernel(pot, w0, w, keep, return_change, center=False, unit_shapes
   valid = keep & jnp.isfinite(d)
   x = d if unit_shapes is None else _unit_normalise(d, valid, unit_shapes)
   valid_x = valid & jnp.isfinite(x)
-  below, n, s = _scaled_grid_counts(x, valid_x, center)
+  below, n, s = scaled_grid_counts(x, valid_x, center)
   num = jnp.sum(jnp.where(valid, d, 0.0) ** 2)
   den = jnp.sum(jnp.where(valid & jnp.isfinite(y0), y0, 0.0) ** 2)
   flips = jnp.sum(keep & changed & (jnp.sign(w0) * jnp.sign(w) < 0))
@@ -602,7 +602,7 @@ def rank_potentials(
     if n < 2 or degenerate or not float(st["s"]) > 0:
       value = float("nan")
     elif method == "grid":
-      value = float(_delta_cdf_from_counts(st["below"][None], st["n"][None])[0])
+      value = float(delta_cdf_from_counts(st["below"][None], st["n"][None])[0])
     else:
       dn = np.asarray(d, np.float64)
       dn = dn[np.isfinite(dn)]

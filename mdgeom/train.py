@@ -106,7 +106,7 @@ def _cast_floats(tree, dtype):
                       tree)
 
 
-def _batch_mean(task, precision):
+def batch_mean(task, precision):
   compute = jnp.bfloat16 if precision == "bfloat16" else jnp.float32
 
   def f(params, state, batch, rng):
@@ -137,7 +137,7 @@ def _programs(task: Task, pot, momentum, precision, mesh: Mesh,
     return _PROGRAM_CACHE[key]
   n_dev = mesh.devices.size
   batch_sharding = NamedSharding(mesh, P("data"))
-  loss_mean = _batch_mean(task, precision)
+  loss_mean = batch_mean(task, precision)
   grad_fn = jax.value_and_grad(loss_mean, has_aux=True)
 
   def one_step(params, state, opt_state, data, idx, lr, rng):

@@ -134,8 +134,8 @@ def _units_jax(d, valid, rows, cols, n_rows, n_cols, noise_var):
 
 
 def grid_delta_cdf(x, valid, center, scale=True):
-  below, n, sd = analysis._scaled_grid_counts(x, valid, center, scale)
-  phi = jnp.asarray(analysis._GRID_NORMAL_CDF, x.dtype)
+  below, n, sd = analysis.scaled_grid_counts(x, valid, center, scale)
+  phi = jnp.asarray(analysis.GRID_NORMAL_CDF, x.dtype)
   stat = jnp.sum(jnp.abs(below / n - phi)) * analysis.GRID_STEP
   return jnp.where(sd > 0, stat, jnp.nan)
 

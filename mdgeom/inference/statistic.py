@@ -41,7 +41,7 @@ NULL_BUDGET_UNITS = 5e7
 MIN_NULL = 50
 GRID = analysis.GRID
 STEP = analysis.GRID_STEP
-PHI = analysis._GRID_NORMAL_CDF
+PHI = analysis.GRID_NORMAL_CDF
 DEGENERATE_RTOL = 1e-9  # spread below this fraction of the largest |value|: a constant change
 
 
@@ -54,11 +54,11 @@ def delta_cdf_rows(x: np.ndarray, valid: np.ndarray, center: bool,
   valid = np.asarray(valid, bool) & np.isfinite(x)
   with jax.enable_x64(True):
     if scaled:
-      below, n, s = analysis._batched_grid_counts(jnp.asarray(np.where(valid, x, 0.0)),
+      below, n, s = analysis.batched_grid_counts(jnp.asarray(np.where(valid, x, 0.0)),
                                                   jnp.asarray(valid), bool(center))
     else:
       below, n, s = _unscaled_counts(jnp.asarray(np.where(valid, x, 0.0)), jnp.asarray(valid))
-  out = analysis._delta_cdf_from_counts(below, n)
+  out = analysis.delta_cdf_from_counts(below, n)
   s = np.asarray(s)
   n = np.asarray(n)
   return np.where((n >= 2) & (s > 0) & np.isfinite(s), out, np.nan)
@@ -66,7 +66,7 @@ def delta_cdf_rows(x: np.ndarray, valid: np.ndarray, center: bool,
 
 @jax.jit
 def _unscaled_counts(x, valid):
-  return jax.vmap(lambda a, b: analysis._scaled_grid_counts(a, b, False, False))(x, valid)
+  return jax.vmap(lambda a, b: analysis.scaled_grid_counts(a, b, False, False))(x, valid)
 
 
 def is_degenerate(x: np.ndarray, center: bool) -> bool:
