@@ -167,7 +167,7 @@ def _leaf_diagnosis(pot, w, g, d, new_w, lr, check_convexity: bool) -> dict:
 
 
 def _reason_text(pot, r: dict, dtype_name: str) -> str:
-  f = potentials_lib._fmt  # pylint: disable=protected-access
+  f = potentials_lib.format_number
   reason = _REASONS[int(r["code"]) - 1]
   w, g, d, fp, y, lr = r["w"], r["g"], r["d"], r["fp"], r["y"], r["lr"]
   if reason == "lr":

@@ -718,7 +718,8 @@ def is_builtin(pot) -> bool:
   return getattr(get(pot).fn, "__module__", None) == __name__
 
 
-def _fmt(x) -> str:
+def format_number(x) -> str:
+  """A parameter as it appears in potential names and fingerprints (6 significant digits)."""
   return f"{float(x):.6g}"
 
 
@@ -769,7 +770,7 @@ def potential_problem(pot, w) -> tuple[int, str] | None:
   bad = np.isnan(f) | (f == -np.inf)
   if bad.any():
     i = int(np.argmax(bad))
-    return i, (f"f(w) = {_fmt(f[i])} at w = {_fmt(wn[i])}: the weight is outside the domain of "
+    return i, (f"f(w) = {format_number(f[i])} at w = {format_number(wn[i])}: the weight is outside the domain of "
                "the potential.")
   bad = ~np.isfinite(fp)
   if bad.any():
@@ -777,7 +778,7 @@ def potential_problem(pot, w) -> tuple[int, str] | None:
     why = ("NaN: the weight is outside the domain of f', or an intermediate step of f "
            "overflows there, like cosh in log cosh" if np.isnan(fp[i]) else
            f"f' overflows {dtype.name} there (use float64 or smaller weights)")
-    return i, (f"the mirror map f'(w) = {_fmt(fp[i])} is not finite at w = {_fmt(wn[i])} ({why}), "
+    return i, (f"the mirror map f'(w) = {format_number(fp[i])} is not finite at w = {format_number(wn[i])} ({why}), "
                "so the mirror step (Eq. 6) has no dual weight to start from.")
   # Autodiff's f'' can be garbage where terms cancel (|w| log|w| at 1e-30 gives -inf in
   # float32), so a negative f'' counts only where f' also decreases across a small interval.
@@ -791,7 +792,7 @@ def potential_problem(pot, w) -> tuple[int, str] | None:
     bad[cand[decreasing]] = True
   if bad.any():
     i = int(np.argmax(bad))
-    return i, (f"f''(w) = {_fmt(fpp[i])} < 0 at w = {_fmt(wn[i])}: the potential is not convex "
+    return i, (f"f''(w) = {format_number(fpp[i])} < 0 at w = {format_number(wn[i])}: the potential is not convex "
                "there, so f' decreases and (f')^{-1} does not exist (mirror descent needs a "
                "strictly convex f; its steps would give NaN or a wrong weight).")
 
@@ -809,8 +810,8 @@ def potential_problem(pot, w) -> tuple[int, str] | None:
     why = ("f' takes the same value at both, so f is not strictly convex there" if flat[i]
            else "the inverse mirror map (a closed form passed as inverse=, or the Newton solve) "
                 "does not invert f' there")
-    return i, (f"(f')^{{-1}}(f'(w)) = {_fmt(w_rt[i])} differs from w = {_fmt(wn[i])} "
-               f"(f'(w) = {_fmt(fp[i])}): {why}.")
+    return i, (f"(f')^{{-1}}(f'(w)) = {format_number(w_rt[i])} differs from w = {format_number(wn[i])} "
+               f"(f'(w) = {format_number(fp[i])}): {why}.")
 
   # Range: probe beyond the largest and the smallest dual weight (per half-line when
   # sign-preserving). Where the inverse gives NaN there, f' does not reach the probe value y,
@@ -840,12 +841,12 @@ def potential_problem(pot, w) -> tuple[int, str] | None:
     if fp_far is None or (fp_far >= ys[k] if direction > 0 else fp_far <= ys[k]):
       continue
     side, cmp = ("above", "below") if direction > 0 else ("below", "above")
-    bounded = (f"within {dtype.name} (whose weights end at {_fmt(w_far)}), f' stays {cmp} "
-               f"f'({_fmt(w_far)}) = {_fmt(fp_far)}" if at_limit else
-               f"f' is bounded {side}: it stays {cmp} f'({_fmt(w_far)}) = {_fmt(fp_far)}")
+    bounded = (f"within {dtype.name} (whose weights end at {format_number(w_far)}), f' stays {cmp} "
+               f"f'({format_number(w_far)}) = {format_number(fp_far)}" if at_limit else
+               f"f' is bounded {side}: it stays {cmp} f'({format_number(w_far)}) = {format_number(fp_far)}")
     return int(i), (
-        f"{bounded}, so no weight has f'(w) = {_fmt(ys[k])} (f'(w) {'+' if direction > 0 else '-'} "
-        f"{_fmt(abs(ys[k] - fp[i]))} at w = {_fmt(wn[i])}): a mirror step that moves the dual "
+        f"{bounded}, so no weight has f'(w) = {format_number(ys[k])} (f'(w) {'+' if direction > 0 else '-'} "
+        f"{format_number(abs(ys[k] - fp[i]))} at w = {format_number(wn[i])}): a mirror step that moves the dual "
         "weight there has no answer and turns the weight into NaN. Mirror descent needs f' to "
         "map onto all reals (log cosh, whose f' = tanh stays in (-1, 1), does not): use a "
         "potential with an unbounded derivative"
